@@ -1,0 +1,3 @@
+module github.com/sekisho/sekisho
+
+go 1.26

@@ -1,0 +1,40 @@
+// Package identity defines who a request comes from, in one shape for every
+// way of authenticating (session, bearer JWT, API token) and every mode
+// (gateway, decision service, token webhook), so that policy is written once.
+package identity
+
+// Method names how an identity was established.
+type Method string
+
+// Authentication methods.
+const (
+	MethodSession  Method = "session"
+	MethodJWT      Method = "jwt"
+	MethodAPIToken Method = "api_token"
+)
+
+// Kind separates people from machines: policies often treat them differently.
+type Kind string
+
+// Principal kinds.
+const (
+	KindUser    Kind = "user"
+	KindService Kind = "service"
+)
+
+// Identity is the authenticated principal. It is immutable once built by an
+// authenticator: cached identities are shared between requests.
+type Identity struct {
+	Subject       string         `json:"subject"`
+	Username      string         `json:"username"`
+	Email         string         `json:"email,omitempty"`
+	EmailVerified bool           `json:"email_verified"`
+	Groups        []string       `json:"groups"`
+	Claims        map[string]any `json:"claims,omitempty"`
+	Issuer        string         `json:"issuer,omitempty"`
+	Method        Method         `json:"method"`
+	MFA           bool           `json:"mfa"`
+	Kind          Kind           `json:"kind"`
+	// TokenName is the configured name of the API token used, if any.
+	TokenName string `json:"token_name,omitempty"`
+}
