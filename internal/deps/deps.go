@@ -1,0 +1,27 @@
+package deps
+
+import (
+	_ "cel.dev/cel-go/cel"
+	_ "github.com/coreos/go-oidc/v3/oidc"
+	_ "github.com/fsnotify/fsnotify"
+	_ "github.com/go-jose/go-jose/v4"
+	_ "github.com/go-jose/go-jose/v4/jwt"
+	_ "github.com/gorilla/websocket"
+	_ "github.com/letsencrypt/pebble/v2/ca"
+	_ "github.com/letsencrypt/pebble/v2/db"
+	_ "github.com/letsencrypt/pebble/v2/va"
+	_ "github.com/letsencrypt/pebble/v2/wfe"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
+	_ "github.com/zitadel/oidc/v3/pkg/op"
+	_ "go.yaml.in/yaml/v3"
+	_ "golang.org/x/crypto/acme/autocert"
+	_ "golang.org/x/crypto/bcrypt"
+	_ "golang.org/x/net/http2"
+	_ "golang.org/x/net/http2/h2c"
+	_ "golang.org/x/oauth2"
+	_ "golang.org/x/time/rate"
+	_ "google.golang.org/grpc"
+	_ "google.golang.org/grpc/health/grpc_health_v1"
+)
