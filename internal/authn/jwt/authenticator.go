@@ -1,0 +1,314 @@
+// Package jwtauth authenticates bearer JWTs from configured issuers. It is
+// pure — token in, identity or error out — so that the gateway, the decision
+// service and the Kubernetes TokenReview webhook share one implementation.
+//
+// Keys stay off the request path: each issuer's JWKS is fetched at start and
+// refreshed in the background, and a verified token is cached until it
+// expires, so its signature is checked once.
+package jwtauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/sekisho/sekisho/internal/identity"
+)
+
+// ErrInvalidToken is wrapped by every authentication failure, so callers can
+// answer 401 with errors.Is. The wrapped message is a short reason that is
+// safe to log and never contains the token.
+var ErrInvalidToken = errors.New("invalid token")
+
+// Failure reasons, allocated once: rejecting garbage must be cheap.
+var (
+	errEmpty         = invalid("empty token")
+	errTooLarge      = invalid("token too large")
+	errMalformed     = invalid("malformed token or algorithm not allowed")
+	errUnknownIssuer = invalid("unknown issuer")
+	errAlgorithm     = invalid("algorithm not allowed for this issuer")
+	errNoKeys        = invalid("issuer keys not available")
+	errUnknownKey    = invalid("unknown signing key")
+	errSignature     = invalid("signature verification failed")
+	errClaims        = invalid("malformed claims")
+	errNoExpiry      = invalid("token has no exp claim")
+	errExpired       = invalid("token expired")
+	errNotYetValid   = invalid("token not valid yet")
+	errIssuedFuture  = invalid("token issued in the future")
+	errAudience      = invalid("audience not accepted")
+)
+
+func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken, reason) }
+
+// firstKeysWait is how long a request waits for an issuer whose keys have
+// never been fetched (just after start). Once an issuer has keys, requests
+// never wait for the network: an unknown kid fails at once with 401 and
+// only schedules a background refresh.
+const firstKeysWait = 2 * time.Second
+
+// Options tunes the authenticator; the zero value is ready for production.
+type Options struct {
+	// HTTPClient fetches discovery documents and JWKS; default
+	// http.DefaultClient. Each fetch is bounded to 10s.
+	HTTPClient *http.Client
+	// RefreshInterval is the longest time keys go without a refresh; a
+	// shorter Cache-Control max-age on the JWKS wins. Default 10m.
+	RefreshInterval time.Duration
+	// MinRefreshGap limits refreshes caused by unknown kids (and is the
+	// floor for any refresh interval). Default 30s.
+	MinRefreshGap time.Duration
+	// CacheSize bounds the verified-token cache; default 10000 entries.
+	CacheSize int
+	// MaxTokenBytes rejects larger tokens before any parsing; default 16 KiB.
+	MaxTokenBytes int
+	// Logger receives key refresh events; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for exp, nbf, iat and cache expiry; default
+	// time.Now. Refresh scheduling always uses the real clock.
+	Now func() time.Time
+
+	// onRefresh is called after every fetch attempt (tests synchronize on it).
+	onRefresh func(issuer string, err error)
+}
+
+// Authenticator verifies bearer JWTs against a fixed set of issuers. It is
+// safe for concurrent use; configuration changes build a new one.
+type Authenticator struct {
+	issuers         map[string]*issuer
+	algs            []jose.SignatureAlgorithm // union over issuers, for parsing
+	cache           *tokenCache
+	client          *http.Client
+	log             *slog.Logger
+	now             func() time.Time
+	refreshInterval time.Duration
+	minRefreshGap   time.Duration
+	maxTokenBytes   int
+	onRefresh       func(string, error)
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New validates the issuers and starts fetching their keys in the
+// background. An unreachable issuer does not fail New: it is retried with
+// backoff, and its tokens get ErrInvalidToken until its keys arrive, while
+// other issuers work normally. Background work ends with Close or ctx.
+func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authenticator, error) {
+	if len(issuers) == 0 {
+		return nil, errors.New("jwt: at least one issuer is required")
+	}
+	if opts.RefreshInterval < 0 || opts.MinRefreshGap < 0 || opts.CacheSize < 0 || opts.MaxTokenBytes < 0 {
+		return nil, errors.New("jwt: options must not be negative")
+	}
+	a := &Authenticator{
+		issuers:         make(map[string]*issuer, len(issuers)),
+		cache:           newTokenCache(orDefault(opts.CacheSize, 10000)),
+		client:          opts.HTTPClient,
+		log:             opts.Logger,
+		now:             opts.Now,
+		refreshInterval: orDefault(opts.RefreshInterval, 10*time.Minute),
+		minRefreshGap:   orDefault(opts.MinRefreshGap, 30*time.Second),
+		maxTokenBytes:   orDefault(opts.MaxTokenBytes, 16<<10),
+		onRefresh:       opts.onRefresh,
+	}
+	if a.client == nil {
+		a.client = http.DefaultClient
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	var errs []error
+	for i, c := range issuers {
+		iss, err := compileIssuer(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jwt[%d]: %w", i, err))
+			continue
+		}
+		if _, dup := a.issuers[iss.name]; dup {
+			errs = append(errs, fmt.Errorf("jwt[%d]: issuer %q is configured twice", i, iss.name))
+			continue
+		}
+		a.issuers[iss.name] = iss
+		for _, alg := range iss.algs {
+			if !slices.Contains(a.algs, alg) {
+				a.algs = append(a.algs, alg)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	ctx, a.cancel = context.WithCancel(ctx)
+	for _, iss := range a.issuers {
+		if iss.needsJWKS {
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				a.refreshLoop(ctx, iss)
+			}()
+		}
+	}
+	return a, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Authenticate returns the identity a valid token stands for. Any failure
+// wraps ErrInvalidToken. A token seen before and not yet expired is answered
+// from the cache without parsing or signature checks.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*identity.Identity, error) {
+	if token == "" {
+		return nil, errEmpty
+	}
+	if len(token) > a.maxTokenBytes {
+		return nil, errTooLarge
+	}
+	now := a.now()
+	key := keyOf(token)
+	if id, ok := a.cache.get(key, now.UnixNano()); ok {
+		return id, nil
+	}
+	e, err := a.verify(ctx, token, now)
+	if err != nil {
+		return nil, err
+	}
+	if now.UnixNano() < e.exp {
+		a.cache.put(key, e, now.UnixNano())
+	}
+	return e.id, nil
+}
+
+// verify is the uncached path: parse, pick the issuer by the unverified
+// "iss", verify with that issuer's keys only, validate, map.
+func (a *Authenticator) verify(ctx context.Context, token string, now time.Time) (cacheEntry, error) {
+	tok, err := jwt.ParseSigned(token, a.algs)
+	if err != nil {
+		return cacheEntry{}, errMalformed
+	}
+	var unverified struct {
+		Issuer string `json:"iss"`
+	}
+	if tok.UnsafeClaimsWithoutVerification(&unverified) != nil {
+		return cacheEntry{}, errMalformed
+	}
+	iss := a.issuers[unverified.Issuer]
+	if iss == nil {
+		return cacheEntry{}, errUnknownIssuer
+	}
+	ks, err := a.verifySignature(ctx, iss, tok)
+	if err != nil {
+		return cacheEntry{}, err
+	}
+
+	// The signature covers the payload, so from here on it is trusted.
+	var std jwt.Claims
+	var claims map[string]any
+	if tok.UnsafeClaimsWithoutVerification(&std, &claims) != nil {
+		return cacheEntry{}, errClaims
+	}
+	if std.Expiry == nil {
+		return cacheEntry{}, errNoExpiry
+	}
+	err = std.ValidateWithLeeway(jwt.Expected{Issuer: iss.name, AnyAudience: iss.audiences, Time: now}, iss.skew)
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrExpired):
+		return cacheEntry{}, errExpired
+	case errors.Is(err, jwt.ErrNotValidYet):
+		return cacheEntry{}, errNotYetValid
+	case errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return cacheEntry{}, errIssuedFuture
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return cacheEntry{}, errAudience
+	default:
+		return cacheEntry{}, errClaims
+	}
+	id, err := iss.mapper.Map(iss.name, identity.MethodJWT, claims)
+	if err != nil {
+		return cacheEntry{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	return cacheEntry{id: id, exp: std.Expiry.Time().UnixNano(), iss: iss, keys: ks}, nil
+}
+
+// verifySignature checks the signature with the issuer's own key material
+// and returns the key set in use (for cache invalidation on rotation). Key
+// hints in the token other than "kid" (jku, x5u, an embedded jwk) are never
+// looked at; HS* tokens are checked only against the configured secret.
+func (a *Authenticator) verifySignature(ctx context.Context, iss *issuer, tok *jwt.JSONWebToken) (*keySet, error) {
+	h := tok.Headers[0]
+	alg := jose.SignatureAlgorithm(h.Algorithm)
+	if !iss.allows(alg) {
+		return nil, errAlgorithm
+	}
+	if _, isHMAC := hmacMinBytes[alg]; isHMAC {
+		if tok.Claims(iss.hmacSecret) != nil {
+			return nil, errSignature
+		}
+		return iss.keys.Load(), nil
+	}
+	ks := iss.keys.Load()
+	if ks == nil {
+		if ks = a.awaitFirstKeys(ctx, iss); ks == nil {
+			return nil, errNoKeys
+		}
+	}
+	candidates := ks.candidates(h.KeyID, alg)
+	if len(candidates) == 0 {
+		a.requestRefresh(iss)
+		return nil, errUnknownKey
+	}
+	for _, k := range candidates {
+		if tok.Claims(k.Key) == nil {
+			return ks, nil
+		}
+	}
+	return nil, errSignature
+}
+
+// awaitFirstKeys waits, at most firstKeysWait, for an issuer that has never
+// had keys (start-up, or an issuer that was down at start).
+func (a *Authenticator) awaitFirstKeys(ctx context.Context, iss *issuer) *keySet {
+	a.requestRefresh(iss)
+	t := time.NewTimer(firstKeysWait)
+	defer t.Stop()
+	select {
+	case <-iss.ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return iss.keys.Load()
+}
+
+// Ready reports whether every issuer has keys, for the readiness probe: a
+// replica that cannot verify tokens of some issuer should not get traffic.
+func (a *Authenticator) Ready() bool {
+	for _, iss := range a.issuers {
+		if iss.needsJWKS && iss.keys.Load() == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the background key refresh and waits for it to end.
+func (a *Authenticator) Close() {
+	a.cancel()
+	a.wg.Wait()
+}

@@ -1,0 +1,58 @@
+package jwtauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// FuzzAuthenticate feeds random and mutated tokens. Nothing may panic, every
+// failure must be ErrInvalidToken without echoing the token, and a success
+// is only allowed for the valid token itself: same header and payload text,
+// same signature bytes (base64 without strict padding bits can spell the
+// same bytes in more than one way).
+func FuzzAuthenticate(f *testing.F) {
+	ti := newTestIssuer(f)
+	key := newKey(f, "k1", jose.RS256)
+	ti.publish(key)
+	h := newHarness(f, []IssuerConfig{ti.config()}, Options{MaxTokenBytes: 8192, MinRefreshGap: 1 << 62})
+	h.mustRefreshOK(f)
+	valid := sign(f, key, ti.claims())
+	parts := strings.Split(valid, ".")
+	wantSig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+
+	f.Add(valid)
+	f.Add(parts[0] + "." + parts[1] + ".")
+	f.Add(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + ".")
+	f.Add(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","kid":"k1"}`)) + "." + parts[1] + "." + parts[2])
+	f.Add(sign(f, key, ti.claims("aud", []any{1, "x"})))
+	f.Add("..")
+	f.Add("")
+	f.Add("\x00\xff.\x80")
+
+	f.Fuzz(func(t *testing.T, token string) {
+		id, err := h.Authenticate(context.Background(), token)
+		if err != nil {
+			if id != nil || !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("bad failure: id=%v err=%v", id, err)
+			}
+			if len(token) > 16 && strings.Contains(err.Error(), token) {
+				t.Fatalf("error echoes the token: %v", err)
+			}
+			return
+		}
+		got := strings.Split(token, ".")
+		if len(got) != 3 || got[0] != parts[0] || got[1] != parts[1] {
+			t.Fatalf("altered token accepted: %q", token)
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(got[2])
+		if err != nil || !bytes.Equal(sig, wantSig) {
+			t.Fatalf("token with an altered signature accepted: %q", token)
+		}
+	})
+}
