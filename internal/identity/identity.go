@@ -25,16 +25,16 @@ const (
 // Identity is the authenticated principal. It is immutable once built by an
 // authenticator: cached identities are shared between requests.
 type Identity struct {
-	Subject       string         `json:"subject"`
-	Username      string         `json:"username"`
-	Email         string         `json:"email,omitempty"`
-	EmailVerified bool           `json:"email_verified"`
-	Groups        []string       `json:"groups"`
-	Claims        map[string]any `json:"claims,omitempty"`
-	Issuer        string         `json:"issuer,omitempty"`
-	Method        Method         `json:"method"`
-	MFA           bool           `json:"mfa"`
-	Kind          Kind           `json:"kind"`
+	Subject       string         `json:"subject" yaml:"subject"`
+	Username      string         `json:"username" yaml:"username"`
+	Email         string         `json:"email,omitempty" yaml:"email"`
+	EmailVerified bool           `json:"email_verified" yaml:"email_verified"`
+	Groups        []string       `json:"groups" yaml:"groups"`
+	Claims        map[string]any `json:"claims,omitempty" yaml:"claims"`
+	Issuer        string         `json:"issuer,omitempty" yaml:"issuer"`
+	Method        Method         `json:"method" yaml:"method"`
+	MFA           bool           `json:"mfa" yaml:"mfa"`
+	Kind          Kind           `json:"kind" yaml:"kind"`
 	// TokenName is the configured name of the API token used, if any.
-	TokenName string `json:"token_name,omitempty"`
+	TokenName string `json:"token_name,omitempty" yaml:"token_name"`
 }

@@ -20,7 +20,7 @@ type Info struct {
 	// Route is the name of the matched route, empty before routing.
 	Route string
 	// ClientIP is the address of the original client: the peer, or the
-	// left-most untrusted hop of X-Forwarded-For when the peer is trusted.
+	// right-most untrusted hop of X-Forwarded-For when the peer is trusted.
 	ClientIP netip.Addr
 	// Proto is the scheme the original client used ("http" or "https").
 	Proto string
@@ -33,6 +33,11 @@ type Info struct {
 	Upstream string
 	// Status is the status the gateway answered with (for the access log).
 	Status int
+	// User is the authenticated username, empty for anonymous requests.
+	User string
+	// Reason is why the request was allowed or denied (the matched rule or
+	// the authentication failure): for the log, never for the client.
+	Reason string
 }
 
 type ctxKey struct{}

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -32,10 +35,9 @@ func TestAuthenticateValid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ti := newTestIssuer(t)
-			key := newKey(t, "k1", tt.alg)
-			ti.publish(key)
-			h := newHarness(t, []IssuerConfig{ti.config(func(c *IssuerConfig) {
+			key := jwttest.NewKey(t, "k1", tt.alg)
+			ti := newIssuerWith(t, key)
+			h := newHarness(t, []IssuerConfig{issuerConfig(ti, func(c *IssuerConfig) {
 				c.Algorithms = tt.algs
 				c.Claims = identity.ClaimsConfig{Username: "email"}
 				c.Prefix = identity.PrefixConfig{Groups: "gid:"}
@@ -44,11 +46,11 @@ func TestAuthenticateValid(t *testing.T) {
 			if !h.Ready() {
 				t.Fatal("not ready after keys were fetched")
 			}
-			id, err := h.Authenticate(context.Background(), sign(t, key, ti.claims("amr", []string{"pwd", "otp"})))
+			id, err := h.Authenticate(context.Background(), jwttest.Sign(t, key, ti.Claims(t0, "amr", []string{"pwd", "otp"})))
 			if err != nil {
 				t.Fatalf("Authenticate: %v", err)
 			}
-			if id.Username != "alice@example.com" || id.Subject != "alice-id" || id.Issuer != ti.url ||
+			if id.Username != "alice@example.com" || id.Subject != "alice-id" || id.Issuer != ti.URL ||
 				id.Method != identity.MethodJWT || !id.MFA || id.Kind != identity.KindUser ||
 				!reflect.DeepEqual(id.Groups, []string{"gid:admin", "gid:dev"}) {
 				t.Errorf("identity = %+v", id)
@@ -59,45 +61,40 @@ func TestAuthenticateValid(t *testing.T) {
 
 func TestDiscovery(t *testing.T) {
 	t.Run("jwks_uri from discovery", func(t *testing.T) {
-		ti := newTestIssuer(t)
-		key := newKey(t, "k1", jose.ES256)
-		ti.publish(key)
-		h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+		key := jwttest.NewKey(t, "k1", jose.ES256)
+		ti := newIssuerWith(t, key)
+		h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 		h.mustRefreshOK(t)
-		if ti.discoveryHits.Load() != 1 || ti.jwksHits.Load() != 1 {
-			t.Errorf("discovery hits %d, jwks hits %d; want 1, 1", ti.discoveryHits.Load(), ti.jwksHits.Load())
+		if ti.DiscoveryHits() != 1 || ti.JWKSHits() != 1 {
+			t.Errorf("discovery hits %d, jwks hits %d; want 1, 1", ti.DiscoveryHits(), ti.JWKSHits())
 		}
-		if _, err := h.Authenticate(context.Background(), sign(t, key, ti.claims())); err != nil {
+		if _, err := h.Authenticate(context.Background(), jwttest.Sign(t, key, ti.Claims(t0))); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("configured jwks_url skips discovery", func(t *testing.T) {
-		ti := newTestIssuer(t)
-		ti.publish(newKey(t, "k1", jose.ES256))
-		h := newHarness(t, []IssuerConfig{ti.config(func(c *IssuerConfig) { c.JWKSURL = ti.url + "/keys" })}, Options{})
+		ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
+		h := newHarness(t, []IssuerConfig{issuerConfig(ti, func(c *IssuerConfig) { c.JWKSURL = ti.URL + "/keys" })}, Options{})
 		h.mustRefreshOK(t)
-		if ti.discoveryHits.Load() != 0 {
+		if ti.DiscoveryHits() != 0 {
 			t.Errorf("discovery was fetched although jwks_url is set")
 		}
 	})
 	t.Run("issuer mismatch in discovery is refused", func(t *testing.T) {
-		ti := newTestIssuer(t)
-		key := newKey(t, "k1", jose.ES256)
-		ti.publish(key)
-		ti.mu.Lock()
-		ti.discoveryIss = "https://evil.example"
-		ti.mu.Unlock()
-		h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+		key := jwttest.NewKey(t, "k1", jose.ES256)
+		ti := newIssuerWith(t, key)
+		ti.SetDiscoveryIssuer("https://evil.example")
+		h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 		err := h.nextRefresh(t)
 		if err == nil || !strings.Contains(err.Error(), "did not match") {
 			t.Fatalf("refresh error = %v, want issuer mismatch", err)
 		}
-		if h.Ready() || ti.jwksHits.Load() != 0 {
+		if h.Ready() || ti.JWKSHits() != 0 {
 			t.Errorf("keys fetched from a discovery document naming another issuer")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		_, err = h.Authenticate(ctx, sign(t, key, ti.claims()))
+		_, err = h.Authenticate(ctx, jwttest.Sign(t, key, ti.Claims(t0)))
 		wantInvalid(t, err, "issuer keys not available", "")
 	})
 }
@@ -105,33 +102,30 @@ func TestDiscovery(t *testing.T) {
 // TestRejects covers the bad tokens: every one must fail with
 // ErrInvalidToken, the right reason, and without echoing the token.
 func TestRejects(t *testing.T) {
-	ti := newTestIssuer(t)
-	good := newKey(t, "k1", jose.RS256)
-	ti.publish(good)
-	other := newTestIssuer(t) // a second, legitimate issuer
-	otherKey := newKey(t, "other-k", jose.ES256)
-	other.publish(otherKey)
-	attacker := newTestIssuer(t) // serves the attacker's JWKS
-	evil := newKey(t, "evil", jose.RS256)
-	attacker.publish(evil)
-	evilSameKid := &testKey{kid: good.kid, alg: jose.RS256, priv: evil.priv}
+	ti := jwttest.NewIssuer(t)
+	good := ti.Key() // RS256 "k1"
+	otherKey := jwttest.NewKey(t, "other-k", jose.ES256)
+	other := newIssuerWith(t, otherKey) // a second, legitimate issuer
+	evil := jwttest.NewKey(t, "evil", jose.RS256)
+	attacker := newIssuerWith(t, evil) // serves the attacker's JWKS
+	evilSameKid := &jwttest.Key{Kid: good.Kid, Alg: jose.RS256, Private: evil.Private}
 
 	h := newHarness(t, []IssuerConfig{
-		ti.config(func(c *IssuerConfig) {
+		issuerConfig(ti, func(c *IssuerConfig) {
 			c.Rules = []identity.Rule{{Expr: "claims.sub != 'blocked'", Message: "subject is blocked"}}
 		}),
-		other.config(func(c *IssuerConfig) { c.Algorithms = []string{"ES256"} }),
+		issuerConfig(other, func(c *IssuerConfig) { c.Algorithms = []string{"ES256"} }),
 	}, Options{MaxTokenBytes: 4096, MinRefreshGap: time.Hour})
 	h.mustRefreshOK(t)
 	h.mustRefreshOK(t)
 
-	pubDER, err := x509.MarshalPKIXPublicKey(good.priv.Public())
+	pubDER, err := x509.MarshalPKIXPublicKey(good.Private.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	pubJWK, _ := json.Marshal(jose.JSONWebKey{Key: good.priv.Public(), KeyID: good.kid})
-	valid := sign(t, good, ti.claims())
+	pubJWK, _ := json.Marshal(jose.JSONWebKey{Key: good.Private.Public(), KeyID: good.Kid})
+	valid := jwttest.Sign(t, good, ti.Claims(t0))
 	parts := strings.Split(valid, ".")
 	b64 := base64.RawURLEncoding.EncodeToString
 	skew := defaultClockSkew
@@ -152,42 +146,42 @@ func TestRejects(t *testing.T) {
 		{"too large", valid + strings.Repeat("A", 4096), "token too large"},
 		{"alg none", b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", "malformed"},
 		{"alg none with signature", b64([]byte(`{"alg":"none","kid":"k1"}`)) + "." + parts[1] + "." + parts[2], "malformed"},
-		{"HS256 with RSA public key PEM as secret", signWith(t, jose.HS256, pubPEM, ti.claims(),
-			func(o *jose.SignerOptions) { o.WithHeader("kid", good.kid) }), "malformed"},
-		{"HS256 with RSA public JWK as secret", signWith(t, jose.HS256, pubJWK, ti.claims()), "malformed"},
-		{"tampered payload", parts[0] + "." + b64(mustJSON(t, ti.claims("sub", "root"))) + "." + parts[2], "signature verification failed"},
+		{"HS256 with RSA public key PEM as secret", jwttest.SignWith(t, jose.HS256, pubPEM, ti.Claims(t0),
+			func(o *jose.SignerOptions) { o.WithHeader("kid", good.Kid) }), "malformed"},
+		{"HS256 with RSA public JWK as secret", jwttest.SignWith(t, jose.HS256, pubJWK, ti.Claims(t0)), "malformed"},
+		{"tampered payload", parts[0] + "." + b64(mustJSON(t, ti.Claims(t0, "sub", "root"))) + "." + parts[2], "signature verification failed"},
 		{"tampered signature", parts[0] + "." + parts[1] + "." + flipLastChar(parts[2]), "signature verification failed"},
-		{"signature from another token", parts[0] + "." + strings.Split(sign(t, good, ti.claims("sub", "bob")), ".")[1] + "." + parts[2], "signature verification failed"},
-		{"jku to attacker JWKS", sign(t, evil, ti.claims(), func(o *jose.SignerOptions) {
-			o.WithHeader("jku", attacker.url+"/keys")
+		{"signature from another token", parts[0] + "." + strings.Split(jwttest.Sign(t, good, ti.Claims(t0, "sub", "bob")), ".")[1] + "." + parts[2], "signature verification failed"},
+		{"jku to attacker JWKS", jwttest.Sign(t, evil, ti.Claims(t0), func(o *jose.SignerOptions) {
+			o.WithHeader("jku", attacker.URL+"/keys")
 		}), "unknown signing key"},
-		{"jku to attacker JWKS with known kid", sign(t, evilSameKid, ti.claims(), func(o *jose.SignerOptions) {
-			o.WithHeader("jku", attacker.url+"/keys")
+		{"jku to attacker JWKS with known kid", jwttest.Sign(t, evilSameKid, ti.Claims(t0), func(o *jose.SignerOptions) {
+			o.WithHeader("jku", attacker.URL+"/keys")
 		}), "signature verification failed"},
-		{"x5u to attacker", sign(t, evilSameKid, ti.claims(), func(o *jose.SignerOptions) {
-			o.WithHeader("x5u", attacker.url+"/cert.pem")
+		{"x5u to attacker", jwttest.Sign(t, evilSameKid, ti.Claims(t0), func(o *jose.SignerOptions) {
+			o.WithHeader("x5u", attacker.URL+"/cert.pem")
 		}), "signature verification failed"},
-		{"embedded jwk of attacker", signWith(t, jose.RS256, evil.priv, ti.claims(), func(o *jose.SignerOptions) { o.EmbedJWK = true }), "signature verification failed"},
-		{"embedded jwk of attacker with its kid", sign(t, evil, ti.claims(), func(o *jose.SignerOptions) {
+		{"embedded jwk of attacker", jwttest.SignWith(t, jose.RS256, evil.Private, ti.Claims(t0), func(o *jose.SignerOptions) { o.EmbedJWK = true }), "signature verification failed"},
+		{"embedded jwk of attacker with its kid", jwttest.Sign(t, evil, ti.Claims(t0), func(o *jose.SignerOptions) {
 			o.EmbedJWK = true
-			o.WithHeader("kid", evil.kid)
+			o.WithHeader("kid", evil.Kid)
 		}), "unknown signing key"},
-		{"key of another issuer", sign(t, otherKey, ti.claims()), "unknown signing key"},
-		{"kid of another issuer", sign(t, &testKey{kid: otherKey.kid, alg: jose.RS256, priv: evil.priv}, ti.claims()), "unknown signing key"},
-		{"algorithm of another issuer", sign(t, newKey(t, "other-k", jose.RS256), other.claims()), "algorithm not allowed for this issuer"},
-		{"unknown kid", sign(t, evil, ti.claims()), "unknown signing key"},
-		{"unknown issuer", sign(t, good, ti.claims("iss", attacker.url)), "unknown issuer"},
-		{"no issuer", sign(t, good, ti.claims("iss", nil)), "unknown issuer"},
-		{"issuer not a string", sign(t, good, ti.claims("iss", 42)), "malformed"},
-		{"wrong audience", sign(t, good, ti.claims("aud", "other-api")), "audience not accepted"},
-		{"no audience", sign(t, good, ti.claims("aud", nil)), "audience not accepted"},
-		{"audience wrong type", sign(t, good, ti.claims("aud", 7)), "malformed claims"},
-		{"expired beyond skew", sign(t, good, ti.claims("exp", t0.Add(-skew-time.Second).Unix())), "token expired"},
-		{"no exp", sign(t, good, ti.claims("exp", nil)), "no exp claim"},
-		{"nbf beyond skew", sign(t, good, ti.claims("nbf", t0.Add(skew+time.Second).Unix())), "not valid yet"},
-		{"iat beyond skew", sign(t, good, ti.claims("iat", t0.Add(skew+time.Second).Unix())), "issued in the future"},
-		{"validation rule", sign(t, good, ti.claims("sub", "blocked")), "validation rule 0 failed: subject is blocked"},
-		{"no username", sign(t, otherKey, other.claims("sub", nil)), `username claim "sub"`},
+		{"key of another issuer", jwttest.Sign(t, otherKey, ti.Claims(t0)), "unknown signing key"},
+		{"kid of another issuer", jwttest.Sign(t, &jwttest.Key{Kid: otherKey.Kid, Alg: jose.RS256, Private: evil.Private}, ti.Claims(t0)), "unknown signing key"},
+		{"algorithm of another issuer", jwttest.Sign(t, jwttest.NewKey(t, "other-k", jose.RS256), other.Claims(t0)), "algorithm not allowed for this issuer"},
+		{"unknown kid", jwttest.Sign(t, evil, ti.Claims(t0)), "unknown signing key"},
+		{"unknown issuer", jwttest.Sign(t, good, ti.Claims(t0, "iss", attacker.URL)), "unknown issuer"},
+		{"no issuer", jwttest.Sign(t, good, ti.Claims(t0, "iss", nil)), "unknown issuer"},
+		{"issuer not a string", jwttest.Sign(t, good, ti.Claims(t0, "iss", 42)), "malformed"},
+		{"wrong audience", jwttest.Sign(t, good, ti.Claims(t0, "aud", "other-api")), "audience not accepted"},
+		{"no audience", jwttest.Sign(t, good, ti.Claims(t0, "aud", nil)), "audience not accepted"},
+		{"audience wrong type", jwttest.Sign(t, good, ti.Claims(t0, "aud", 7)), "malformed claims"},
+		{"expired beyond skew", jwttest.Sign(t, good, ti.Claims(t0, "exp", t0.Add(-skew-time.Second).Unix())), "token expired"},
+		{"no exp", jwttest.Sign(t, good, ti.Claims(t0, "exp", nil)), "no exp claim"},
+		{"nbf beyond skew", jwttest.Sign(t, good, ti.Claims(t0, "nbf", t0.Add(skew+time.Second).Unix())), "not valid yet"},
+		{"iat beyond skew", jwttest.Sign(t, good, ti.Claims(t0, "iat", t0.Add(skew+time.Second).Unix())), "issued in the future"},
+		{"validation rule", jwttest.Sign(t, good, ti.Claims(t0, "sub", "blocked")), "validation rule 0 failed: subject is blocked"},
+		{"no username", jwttest.Sign(t, otherKey, other.Claims(t0, "sub", nil)), `username claim "sub"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +192,7 @@ func TestRejects(t *testing.T) {
 			wantInvalid(t, err, tt.reason, tt.token)
 		})
 	}
-	if n := attacker.jwksHits.Load() + attacker.discoveryHits.Load(); n != 0 {
+	if n := attacker.JWKSHits() + attacker.DiscoveryHits(); n != 0 {
 		t.Errorf("attacker server was contacted %d times", n)
 	}
 	if logs := h.logs.String(); strings.Contains(logs, parts[2]) {
@@ -209,12 +203,12 @@ func TestRejects(t *testing.T) {
 		name  string
 		token string
 	}{
-		{"expired within skew", sign(t, good, ti.claims("exp", t0.Add(-skew+time.Second).Unix()))},
-		{"nbf within skew", sign(t, good, ti.claims("nbf", t0.Add(skew-time.Second).Unix()))},
-		{"iat within skew", sign(t, good, ti.claims("iat", t0.Add(skew-time.Second).Unix()))},
-		{"audience list containing ours", sign(t, good, ti.claims("aud", []string{"x", "api"}))},
-		{"no kid tries the issuer's keys", signWith(t, jose.RS256, good.priv, ti.claims())},
-		{"second issuer", sign(t, otherKey, other.claims())},
+		{"expired within skew", jwttest.Sign(t, good, ti.Claims(t0, "exp", t0.Add(-skew+time.Second).Unix()))},
+		{"nbf within skew", jwttest.Sign(t, good, ti.Claims(t0, "nbf", t0.Add(skew-time.Second).Unix()))},
+		{"iat within skew", jwttest.Sign(t, good, ti.Claims(t0, "iat", t0.Add(skew-time.Second).Unix()))},
+		{"audience list containing ours", jwttest.Sign(t, good, ti.Claims(t0, "aud", []string{"x", "api"}))},
+		{"no kid tries the issuer's keys", jwttest.SignWith(t, jose.RS256, good.Private, ti.Claims(t0))},
+		{"second issuer", jwttest.Sign(t, otherKey, other.Claims(t0))},
 	}
 	for _, tt := range accepted {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,27 +222,26 @@ func TestRejects(t *testing.T) {
 // TestAlgorithmConfusionWithHMACAllowed: even when the issuer accepts HS256
 // with its own secret, a token MACed with the issuer's RSA public key fails.
 func TestAlgorithmConfusionWithHMACAllowed(t *testing.T) {
-	ti := newTestIssuer(t)
-	key := newKey(t, "k1", jose.RS256)
-	ti.publish(key)
+	ti := jwttest.NewIssuer(t)
+	key := ti.Key() // RS256 "k1"
 	secret := []byte(strings.Repeat("s", 32))
-	h := newHarness(t, []IssuerConfig{ti.config(func(c *IssuerConfig) {
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti, func(c *IssuerConfig) {
 		c.Algorithms = []string{"RS256", "HS256"}
 		c.HMACSecretFile = writeFile(t, string(secret)+"\n")
 	})}, Options{})
 	h.mustRefreshOK(t)
 
-	pubDER, _ := x509.MarshalPKIXPublicKey(key.priv.Public())
+	pubDER, _ := x509.MarshalPKIXPublicKey(key.Private.Public())
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	confused := signWith(t, jose.HS256, pubPEM, ti.claims(), func(o *jose.SignerOptions) { o.WithHeader("kid", "k1") })
+	confused := jwttest.SignWith(t, jose.HS256, pubPEM, ti.Claims(t0), func(o *jose.SignerOptions) { o.WithHeader("kid", "k1") })
 	_, err := h.Authenticate(context.Background(), confused)
 	wantInvalid(t, err, "signature verification failed", confused)
 
 	// The configured secret (trailing newline removed) does verify.
-	if _, err := h.Authenticate(context.Background(), signWith(t, jose.HS256, secret, ti.claims())); err != nil {
+	if _, err := h.Authenticate(context.Background(), jwttest.SignWith(t, jose.HS256, secret, ti.Claims(t0))); err != nil {
 		t.Fatalf("HS256 with the configured secret: %v", err)
 	}
-	if _, err := h.Authenticate(context.Background(), sign(t, key, ti.claims())); err != nil {
+	if _, err := h.Authenticate(context.Background(), jwttest.Sign(t, key, ti.Claims(t0))); err != nil {
 		t.Fatalf("RS256 next to HS256: %v", err)
 	}
 }
@@ -263,13 +256,13 @@ func TestHMACOnlyIssuer(t *testing.T) {
 		t.Error("an HMAC-only issuer needs no JWKS and is ready at once")
 	}
 	claims := map[string]any{"iss": "ci-system", "aud": "api", "sub": "ci", "exp": t0.Add(time.Minute).Unix()}
-	if _, err := h.Authenticate(context.Background(), signWith(t, jose.HS512, secret, claims)); err != nil {
+	if _, err := h.Authenticate(context.Background(), jwttest.SignWith(t, jose.HS512, secret, claims)); err != nil {
 		t.Fatalf("valid HS512: %v", err)
 	}
-	wrong := signWith(t, jose.HS512, []byte(strings.Repeat("x", 64)), claims)
+	wrong := jwttest.SignWith(t, jose.HS512, []byte(strings.Repeat("x", 64)), claims)
 	_, err := h.Authenticate(context.Background(), wrong)
 	wantInvalid(t, err, "signature verification failed", wrong)
-	hs256 := signWith(t, jose.HS256, secret, claims)
+	hs256 := jwttest.SignWith(t, jose.HS256, secret, claims)
 	_, err = h.Authenticate(context.Background(), hs256)
 	wantInvalid(t, err, "malformed token or algorithm not allowed", hs256)
 }
@@ -279,21 +272,20 @@ func TestHMACOnlyIssuer(t *testing.T) {
 // cached verifications included, at the first refresh that no longer lists
 // it.
 func TestKeyRotation(t *testing.T) {
-	ti := newTestIssuer(t)
-	k1 := newKey(t, "k1", jose.RS256)
-	ti.publish(k1)
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+	ti := jwttest.NewIssuer(t)
+	k1 := ti.Key() // RS256 "k1"
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 	h.mustRefreshOK(t)
 	ctx := context.Background()
 
-	old := sign(t, k1, ti.claims())
+	old := jwttest.Sign(t, k1, ti.Claims(t0))
 	if _, err := h.Authenticate(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 
-	k2 := newKey(t, "k2", jose.RS256)
-	ti.publish(k2)
-	fresh := sign(t, k2, ti.claims())
+	k2 := jwttest.NewKey(t, "k2", jose.RS256)
+	ti.Publish(k2)
+	fresh := jwttest.Sign(t, k2, ti.Claims(t0))
 	_, err := h.Authenticate(ctx, fresh)
 	wantInvalid(t, err, "unknown signing key", fresh)
 	h.mustRefreshOK(t) // the refresh that token triggered
@@ -304,12 +296,12 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("old key still published: %v", err)
 	}
 
-	ti.unpublish("k1")
+	ti.Unpublish("k1")
 	_, err = h.Authenticate(ctx, old)
 	if err != nil {
 		t.Fatalf("removed key must keep working until a refresh drops it: %v", err)
 	}
-	probe := sign(t, newKey(t, "k3", jose.RS256), ti.claims())
+	probe := jwttest.Sign(t, jwttest.NewKey(t, "k3", jose.RS256), ti.Claims(t0))
 	_, err = h.Authenticate(ctx, probe) // unknown kid: triggers a refresh
 	wantInvalid(t, err, "unknown signing key", probe)
 	h.mustRefreshOK(t)
@@ -323,15 +315,14 @@ func TestKeyRotation(t *testing.T) {
 // TestUnknownKidFailsFast: with keys present, a request with an unknown kid
 // does not wait for the refresh it triggers.
 func TestUnknownKidFailsFast(t *testing.T) {
-	ti := newTestIssuer(t)
-	ti.publish(newKey(t, "k1", jose.ES256))
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+	ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 	h.mustRefreshOK(t)
 
-	k2 := newKey(t, "k2", jose.ES256)
-	ti.publish(k2)
-	entered := ti.hold()
-	tok := sign(t, k2, ti.claims())
+	k2 := jwttest.NewKey(t, "k2", jose.ES256)
+	ti.Publish(k2)
+	entered := ti.Hold()
+	tok := jwttest.Sign(t, k2, ti.Claims(t0))
 	_, err := h.Authenticate(context.Background(), tok) // returns while the JWKS request is held
 	wantInvalid(t, err, "unknown signing key", tok)
 	select {
@@ -339,7 +330,7 @@ func TestUnknownKidFailsFast(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("unknown kid did not trigger a refresh")
 	}
-	ti.release()
+	ti.Release()
 	h.mustRefreshOK(t)
 	if _, err := h.Authenticate(context.Background(), tok); err != nil {
 		t.Fatalf("after refresh: %v", err)
@@ -370,18 +361,17 @@ func TestUnknownKidRefreshIsRateLimited(t *testing.T) {
 		}
 	})
 	t.Run("end to end", func(t *testing.T) {
-		ti := newTestIssuer(t)
-		ti.publish(newKey(t, "k1", jose.ES256))
-		h := newHarness(t, []IssuerConfig{ti.config()}, Options{MinRefreshGap: time.Hour})
+		ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
+		h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{MinRefreshGap: time.Hour})
 		h.mustRefreshOK(t)
 		for i := range 20 {
-			tok := sign(t, newKey(t, "made-up-"+string(rune('a'+i)), jose.ES256), ti.claims())
+			tok := jwttest.Sign(t, jwttest.NewKey(t, "made-up-"+string(rune('a'+i)), jose.ES256), ti.Claims(t0))
 			_, err := h.Authenticate(context.Background(), tok)
 			wantInvalid(t, err, "unknown signing key", tok)
 		}
 		h.mustRefreshOK(t)
 		h.Close()
-		if n := ti.jwksHits.Load(); n != 2 {
+		if n := ti.JWKSHits(); n != 2 {
 			t.Errorf("JWKS fetched %d times for 20 unknown kids, want 2 (start + one refresh)", n)
 		}
 	})
@@ -390,21 +380,20 @@ func TestUnknownKidRefreshIsRateLimited(t *testing.T) {
 // TestIssuerDown: when the issuer becomes unreachable the last good keys
 // stay in use, and an unknown kid is a plain 401.
 func TestIssuerDown(t *testing.T) {
-	ti := newTestIssuer(t)
-	k1 := newKey(t, "k1", jose.RS256)
-	ti.publish(k1)
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+	ti := jwttest.NewIssuer(t)
+	k1 := ti.Key() // RS256 "k1"
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 	h.mustRefreshOK(t)
 
-	ti.setDown(true)
-	unknown := sign(t, newKey(t, "k9", jose.RS256), ti.claims())
+	ti.SetDown(true)
+	unknown := jwttest.Sign(t, jwttest.NewKey(t, "k9", jose.RS256), ti.Claims(t0))
 	_, err := h.Authenticate(context.Background(), unknown)
 	wantInvalid(t, err, "unknown signing key", unknown)
 	if err := h.nextRefresh(t); err == nil {
 		t.Fatal("refresh against a down issuer succeeded")
 	}
 	// A token never seen before (not cached) verifies with the last good keys.
-	if _, err := h.Authenticate(context.Background(), sign(t, k1, ti.claims("sub", "new-user"))); err != nil {
+	if _, err := h.Authenticate(context.Background(), jwttest.Sign(t, k1, ti.Claims(t0, "sub", "new-user"))); err != nil {
 		t.Fatalf("last good keys not used while issuer is down: %v", err)
 	}
 	if !h.Ready() {
@@ -418,31 +407,29 @@ func TestIssuerDown(t *testing.T) {
 // TestIssuerUnreachableAtStart: New succeeds, tokens of that issuer are
 // rejected while other issuers work, and keys arriving later are used.
 func TestIssuerUnreachableAtStart(t *testing.T) {
-	down := newTestIssuer(t)
-	key := newKey(t, "k1", jose.ES256)
-	down.publish(key)
-	down.setDown(true)
-	up := newTestIssuer(t)
-	upKey := newKey(t, "u1", jose.ES256)
-	up.publish(upKey)
+	key := jwttest.NewKey(t, "k1", jose.ES256)
+	down := newIssuerWith(t, key)
+	down.SetDown(true)
+	upKey := jwttest.NewKey(t, "u1", jose.ES256)
+	up := newIssuerWith(t, upKey)
 
-	h := newHarness(t, []IssuerConfig{down.config(), up.config()}, Options{})
+	h := newHarness(t, []IssuerConfig{issuerConfig(down), issuerConfig(up)}, Options{})
 	for range 2 {
 		h.nextRefresh(t)
 	}
 	if h.Ready() {
 		t.Fatal("ready although one issuer has no keys")
 	}
-	if _, err := h.Authenticate(context.Background(), sign(t, upKey, up.claims())); err != nil {
+	if _, err := h.Authenticate(context.Background(), jwttest.Sign(t, upKey, up.Claims(t0))); err != nil {
 		t.Fatalf("reachable issuer: %v", err)
 	}
-	tok := sign(t, key, down.claims())
+	tok := jwttest.Sign(t, key, down.Claims(t0))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, err := h.Authenticate(ctx, tok)
 	cancel()
 	wantInvalid(t, err, "issuer keys not available", tok)
 
-	down.setDown(false)
+	down.SetDown(false)
 	// With no keys ever fetched, the request waits (bounded) for the fetch it triggers.
 	if _, err := h.Authenticate(context.Background(), tok); err != nil {
 		t.Fatalf("after issuer came up: %v", err)
@@ -453,9 +440,9 @@ func TestIssuerUnreachableAtStart(t *testing.T) {
 }
 
 func TestIssuerNeverReachable(t *testing.T) {
-	ti := newTestIssuer(t)
-	ti.srv.Close()
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	h := newHarness(t, []IssuerConfig{{Issuer: closed.URL, Audiences: []string{"api"}}}, Options{})
 	if err := h.nextRefresh(t); err == nil {
 		t.Fatal("fetch from a closed server succeeded")
 	}
@@ -465,15 +452,12 @@ func TestIssuerNeverReachable(t *testing.T) {
 }
 
 func TestCacheMaxAgeBoundsRefresh(t *testing.T) {
-	ti := newTestIssuer(t)
-	ti.publish(newKey(t, "k1", jose.ES256))
-	ti.mu.Lock()
-	ti.cacheControl = "public, max-age=1"
-	ti.mu.Unlock()
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{RefreshInterval: time.Hour})
+	ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
+	ti.SetCacheControl("public, max-age=1")
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{RefreshInterval: time.Hour})
 	h.mustRefreshOK(t)
 	h.mustRefreshOK(t) // without any kick: max-age=1 brought the refresh forward from 1h
-	if n := ti.jwksHits.Load(); n < 2 {
+	if n := ti.JWKSHits(); n < 2 {
 		t.Errorf("JWKS hits = %d", n)
 	}
 }
@@ -503,18 +487,17 @@ func TestCacheMaxAge(t *testing.T) {
 // TestUnchangedKeysKeepCache: a refresh returning the same keys keeps the
 // key set, so cached verifications survive routine refreshes.
 func TestUnchangedKeysKeepCache(t *testing.T) {
-	ti := newTestIssuer(t)
-	ti.publish(newKey(t, "k1", jose.ES256))
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+	ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 	h.mustRefreshOK(t)
-	iss := h.issuers[ti.url]
+	iss := h.issuers[ti.URL]
 	before := iss.keys.Load()
 	h.requestRefresh(iss)
 	h.mustRefreshOK(t)
 	if iss.keys.Load() != before {
 		t.Error("identical JWKS replaced the key set")
 	}
-	ti.publish(newKey(t, "k2", jose.ES256))
+	ti.Publish(jwttest.NewKey(t, "k2", jose.ES256))
 	h.requestRefresh(iss)
 	h.mustRefreshOK(t)
 	if iss.keys.Load() == before {
@@ -523,13 +506,12 @@ func TestUnchangedKeysKeepCache(t *testing.T) {
 }
 
 func TestCacheHit(t *testing.T) {
-	ti := newTestIssuer(t)
-	key := newKey(t, "k1", jose.RS256)
-	ti.publish(key)
-	h := newHarness(t, []IssuerConfig{ti.config(func(c *IssuerConfig) { c.ClockSkew = time.Nanosecond })}, Options{})
+	ti := jwttest.NewIssuer(t)
+	key := ti.Key() // RS256 "k1"
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti, func(c *IssuerConfig) { c.ClockSkew = time.Nanosecond })}, Options{})
 	h.mustRefreshOK(t)
 	ctx := context.Background()
-	tok := sign(t, key, ti.claims("exp", t0.Add(10*time.Minute).Unix()))
+	tok := jwttest.Sign(t, key, ti.Claims(t0, "exp", t0.Add(10*time.Minute).Unix()))
 
 	first, err := h.Authenticate(ctx, tok)
 	if err != nil {
@@ -665,19 +647,18 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestCloseStopsRefresh(t *testing.T) {
-	ti := newTestIssuer(t)
-	ti.publish(newKey(t, "k1", jose.ES256))
-	h := newHarness(t, []IssuerConfig{ti.config()}, Options{})
+	ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
 	h.mustRefreshOK(t)
 	h.Close() // returns only once the refresh goroutines have ended
-	hits := ti.jwksHits.Load()
-	h.requestRefresh(h.issuers[ti.url])
+	hits := ti.JWKSHits()
+	h.requestRefresh(h.issuers[ti.URL])
 	select {
 	case ev := <-h.events:
 		t.Fatalf("refresh after Close: %+v", ev)
 	default:
 	}
-	if ti.jwksHits.Load() != hits {
+	if ti.JWKSHits() != hits {
 		t.Error("JWKS fetched after Close")
 	}
 }

@@ -5,21 +5,22 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 )
 
-func benchHarness(b *testing.B, alg jose.SignatureAlgorithm) (*harness, *testIssuer, *testKey) {
+func benchHarness(b *testing.B, alg jose.SignatureAlgorithm) (*harness, *jwttest.Issuer, *jwttest.Key) {
 	b.Helper()
-	ti := newTestIssuer(b)
-	key := newKey(b, "k1", alg)
-	ti.publish(key)
-	h := newHarness(b, []IssuerConfig{ti.config()}, Options{})
+	key := jwttest.NewKey(b, "k1", alg)
+	ti := newIssuerWith(b, key)
+	h := newHarness(b, []IssuerConfig{issuerConfig(ti)}, Options{})
 	h.mustRefreshOK(b)
 	return h, ti, key
 }
 
 func BenchmarkAuthenticateCached(b *testing.B) {
 	h, ti, key := benchHarness(b, jose.RS256)
-	tok := sign(b, key, ti.claims())
+	tok := jwttest.Sign(b, key, ti.Claims(t0))
 	ctx := context.Background()
 	if _, err := h.Authenticate(ctx, tok); err != nil {
 		b.Fatal(err)
@@ -34,7 +35,7 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 
 func BenchmarkAuthenticateCachedParallel(b *testing.B) {
 	h, ti, key := benchHarness(b, jose.RS256)
-	tok := sign(b, key, ti.claims())
+	tok := jwttest.Sign(b, key, ti.Claims(t0))
 	ctx := context.Background()
 	if _, err := h.Authenticate(ctx, tok); err != nil {
 		b.Fatal(err)
@@ -59,7 +60,7 @@ func BenchmarkAuthenticateFirstSeen(b *testing.B) {
 			h, ti, key := benchHarness(b, alg)
 			tokens := make([]string, 256)
 			for i := range tokens {
-				tokens[i] = sign(b, key, ti.claims("jti", string(rune('a'+i))))
+				tokens[i] = jwttest.Sign(b, key, ti.Claims(t0, "jti", string(rune('a'+i))))
 			}
 			ctx := context.Background()
 			b.ReportAllocs()

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	jose "github.com/go-jose/go-jose/v4"
+	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 )
 
 // FuzzAuthenticate feeds random and mutated tokens. Nothing may panic, every
@@ -17,12 +17,11 @@ import (
 // same signature bytes (base64 without strict padding bits can spell the
 // same bytes in more than one way).
 func FuzzAuthenticate(f *testing.F) {
-	ti := newTestIssuer(f)
-	key := newKey(f, "k1", jose.RS256)
-	ti.publish(key)
-	h := newHarness(f, []IssuerConfig{ti.config()}, Options{MaxTokenBytes: 8192, MinRefreshGap: 1 << 62})
+	ti := jwttest.NewIssuer(f)
+	key := ti.Key() // RS256 "k1"
+	h := newHarness(f, []IssuerConfig{issuerConfig(ti)}, Options{MaxTokenBytes: 8192, MinRefreshGap: 1 << 62})
 	h.mustRefreshOK(f)
-	valid := sign(f, key, ti.claims())
+	valid := jwttest.Sign(f, key, ti.Claims(t0))
 	parts := strings.Split(valid, ".")
 	wantSig, _ := base64.RawURLEncoding.DecodeString(parts[2])
 
@@ -30,7 +29,7 @@ func FuzzAuthenticate(f *testing.F) {
 	f.Add(parts[0] + "." + parts[1] + ".")
 	f.Add(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + ".")
 	f.Add(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","kid":"k1"}`)) + "." + parts[1] + "." + parts[2])
-	f.Add(sign(f, key, ti.claims("aud", []any{1, "x"})))
+	f.Add(jwttest.Sign(f, key, ti.Claims(t0, "aud", []any{1, "x"})))
 	f.Add("..")
 	f.Add("")
 	f.Add("\x00\xff.\x80")

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+// TestMain builds the real binary once: these tests run sekisho the way a
+// user does, with signals, files and ports.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sekisho-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "sekisho")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	done   chan error
+	admin  string
+	listen string
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("sekisho output:\n%s", p.out.String())
+		}
+	})
+	return p
+}
+
+// waitFor polls cond until it holds or the deadline passes: the process is
+// another program, so there is no channel to wait on.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func get(url string) (int, string) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func writeConfig(t *testing.T, path, listen, admin, routes string) {
+	t.Helper()
+	src := fmt.Sprintf("listen: {http: %q, shutdown_timeout: 10s}\nadmin: {listen: %q}\nroutes:\n%s", listen, admin, routes)
+	// Write then rename, as editors and ConfigMap updates do.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func metric(t *testing.T, admin, name string) string {
+	t.Helper()
+	_, body := get("http://" + admin + "/metrics")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+const routeA = "  - {name: a, match: {path_prefix: /a}, to: builtin:echo, public: true}\n"
+const routeB = "  - {name: b, match: {path_prefix: /b}, to: builtin:echo, public: true}\n"
+
+func TestReloadOnFileChangeAndSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sekisho.yaml")
+	listen, admin := freePort(t), freePort(t)
+	writeConfig(t, cfg, listen, admin, routeA)
+	p := start(t, "serve", "--config", cfg)
+	waitFor(t, "readiness", func() bool { c, _ := get("http://" + admin + "/readyz"); return c == 200 })
+
+	if c, _ := get("http://" + listen + "/a/x"); c != 200 {
+		t.Fatalf("route a: %d", c)
+	}
+	if c, _ := get("http://" + listen + "/b/x"); c != 404 {
+		t.Fatalf("route b before reload: %d", c)
+	}
+	if g := metric(t, admin, "sekisho_config_generation"); g != "1" {
+		t.Fatalf("generation = %q, want 1", g)
+	}
+
+	// A file change is picked up by the watcher.
+	writeConfig(t, cfg, listen, admin, routeA+routeB)
+	waitFor(t, "route b after file change", func() bool { c, _ := get("http://" + listen + "/b/x"); return c == 200 })
+
+	// A broken file keeps the running routes and counts a failure.
+	writeConfig(t, cfg, listen, admin, "  - {name: c, match: {path_prefx: /c}, to: builtin:echo, public: true}\n")
+	waitFor(t, "reload failure metric", func() bool {
+		return metric(t, admin, `sekisho_config_reloads_total{result="failure"}`) == "1"
+	})
+	if c, _ := get("http://" + listen + "/b/x"); c != 200 {
+		t.Errorf("route b lost after a bad reload: %d", c)
+	}
+	if !strings.Contains(p.out.String(), "path_prefx") {
+		t.Errorf("the log does not say why the reload failed:\n%s", p.out.String())
+	}
+
+	// SIGHUP reloads too (here: back to a only).
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listen: {http: %q}\nadmin: {listen: %q}\nroutes:\n%s", listen, admin, routeA)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "route b gone after SIGHUP", func() bool { c, _ := get("http://" + listen + "/b/x"); return c == 404 })
+}
+
+func TestSIGTERMDrainsInFlight(t *testing.T) {
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		io.WriteString(w, "finished")
+	}))
+	defer upstream.Close()
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sekisho.yaml")
+	listen, admin := freePort(t), freePort(t)
+	writeConfig(t, cfg, listen, admin, fmt.Sprintf("  - {name: slow, match: {path_prefix: /}, to: %q, public: true}\n", upstream.URL))
+	p := start(t, "serve", "--config", cfg)
+	waitFor(t, "readiness", func() bool { c, _ := get("http://" + admin + "/readyz"); return c == 200 })
+
+	type result struct {
+		code int
+		body string
+	}
+	res := make(chan result, 1)
+	go func() { c, b := get("http://" + listen + "/slow"); res <- result{c, b} }()
+	<-arrived
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "listener closed", func() bool {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	close(release)
+	r := <-res
+	if r.code != 200 || r.body != "finished" {
+		t.Fatalf("in-flight request = %d %q, want 200 finished", r.code, r.body)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for Cleanup
+		if err != nil {
+			t.Fatalf("exit: %v, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sekisho did not exit after draining")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("listen: {http: ':0'}\nroutes:\n"+routeA), 0o600)
+	os.WriteFile(bad, []byte("listen: {http: ':0'}\nroutes:\n  - name: a\n    match: {path_prefix: /a}\n    to: builtin:echo\n    alow: [{groups: [admin]}]\n"), 0o600)
+
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "--config", good}, &out, &errb); code != 0 {
+		t.Fatalf("good config: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "ok (1 routes)") {
+		t.Errorf("check output = %q", out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"check", "--config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("bad config: exit %d, want 1", code)
+	}
+	for _, want := range []string{bad + ":6:", `unknown key "alow"`} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, errb.String())
+		}
+	}
+
+	// serve refuses to start on the same file.
+	p := start(t, "serve", "--config", bad)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err == nil {
+			t.Fatal("serve started with a bad config")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve kept running with a bad config")
+	}
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "Usage") {
+		t.Errorf("no args: %d %q", code, errb.String())
+	}
+	if code := run([]string{"bogus"}, &out, &errb); code != 2 {
+		t.Errorf("unknown command: exit %d", code)
+	}
+	out.Reset()
+	if code := run([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "sekisho ") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+}
+
+// TestQuickstart runs the README's command: no flags, the embedded config.
+func TestQuickstart(t *testing.T) {
+	p := start(t, "serve")
+	waitFor(t, "quickstart readiness", func() bool { c, _ := get("http://127.0.0.1:9090/readyz"); return c == 200 })
+	c, body := get("http://127.0.0.1:8080/hello/../world?x=1")
+	if c != 200 || !strings.Contains(body, `"path":"/world"`) {
+		t.Fatalf("quickstart echo: %d %s", c, body)
+	}
+	if !strings.Contains(p.out.String(), "sekisho started") {
+		t.Errorf("no start line in the log:\n%s", p.out.String())
+	}
+}

@@ -1,0 +1,149 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"reflect"
+
+	"github.com/sekisho/sekisho/internal/assertion"
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authn/apitoken"
+	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
+	"github.com/sekisho/sekisho/internal/authz"
+	"golang.org/x/net/http/httpguts"
+)
+
+// Default names of the identity headers set on forwarded requests.
+const (
+	DefaultUserHeader      = "X-Forwarded-User"
+	DefaultEmailHeader     = "X-Forwarded-Email"
+	DefaultGroupsHeader    = "X-Forwarded-Groups"
+	DefaultAssertionHeader = "X-Sekisho-Assertion"
+)
+
+// compileAuth builds the credential chain, the upstream identity headers
+// and the assertion signer.
+func (c *compiler) compileAuth(s *Snapshot, f *File) {
+	prev := c.opts.Previous
+	s.Realm = f.Realm
+	if s.Realm == "" {
+		s.Realm = "sekisho"
+	}
+	chain := &authn.Chain{Header: f.Credentials.Header, Cookie: f.Credentials.Cookie}
+	if h := f.Credentials.Header; h != "" && !httpguts.ValidHeaderFieldName(h) {
+		c.addf([]any{"credentials", "header"}, "%q is not a valid header name", h)
+	}
+
+	for i := range f.JWT {
+		f.JWT[i].HMACSecretFile = c.path(f.JWT[i].HMACSecretFile)
+	}
+	if len(f.JWT) > 0 {
+		if prev != nil && prev.Authn != nil && prev.Authn.JWT != nil && reflect.DeepEqual(prev.File.JWT, f.JWT) && prev.ownJWT.Load() {
+			chain.JWT = prev.Authn.JWT
+		} else {
+			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{HTTPClient: c.opts.HTTPClient, Logger: c.opts.Logger})
+			if err != nil {
+				c.addf([]any{"jwt"}, "%v", err)
+			} else {
+				chain.JWT = a
+			}
+		}
+		s.ownJWT.Store(chain.JWT != nil)
+	}
+
+	if f.APITokens != nil {
+		if f.APITokens.File == "" {
+			c.addf([]any{"api_tokens", "file"}, "api_tokens needs file: (a YAML list of {name, hash, groups})")
+		} else {
+			f.APITokens.File = c.path(f.APITokens.File)
+			store, err := apitoken.Load(f.APITokens.File)
+			if err != nil {
+				c.addf([]any{"api_tokens", "file"}, "%v", err)
+			}
+			chain.Tokens = store
+		}
+	}
+	s.Authn = chain
+
+	ui := &f.UpstreamIdentity
+	h := &ui.Headers
+	h.User = orDefault(h.User, DefaultUserHeader)
+	h.Email = orDefault(h.Email, DefaultEmailHeader)
+	h.Groups = orDefault(h.Groups, DefaultGroupsHeader)
+	s.Headers = *h
+	strip := append([]string{h.User, h.Email, h.Groups}, ui.Strip...)
+	for i, name := range strip {
+		if !httpguts.ValidHeaderFieldName(name) {
+			c.addf([]any{"upstream_identity"}, "%q is not a valid header name (entry %d)", name, i)
+		}
+	}
+	if a := ui.Assertion; a != nil {
+		a.Header = orDefault(a.Header, DefaultAssertionHeader)
+		a.Issuer = orDefault(a.Issuer, "sekisho")
+		a.KeyFile = c.path(a.KeyFile)
+		if a.TTL < 0 {
+			c.addf([]any{"upstream_identity", "assertion", "ttl"}, "must not be negative")
+		}
+		strip = append(strip, a.Header)
+		s.AssertionHeader = a.Header
+		if prev != nil && prev.Assertion != nil && prev.File.UpstreamIdentity.Assertion != nil && *prev.File.UpstreamIdentity.Assertion == *a {
+			s.Assertion = prev.Assertion
+		} else {
+			signer, err := assertion.NewSigner(a.KeyFile, a.Issuer, a.TTL)
+			if err != nil {
+				c.addf([]any{"upstream_identity", "assertion"}, "%v", err)
+			}
+			s.Assertion = signer
+		}
+	}
+	s.Strip = s.Strip.With(strip...)
+}
+
+// compilePolicy compiles a route's allow/deny rules. A route is public or
+// has at least one allow rule: anything else could only ever deny, which is
+// almost always a mistake (a typo'd or forgotten rule).
+func (c *compiler) compilePolicy(env *authz.Env, r *Route, out *CompiledRoute, at []any) {
+	hasRules := len(r.Allow) > 0 || len(r.Deny) > 0
+	switch {
+	case r.Public && hasRules:
+		c.addf(at, "route %q is public (no authentication), so its allow/deny rules would never apply: remove public: true or the rules", r.Name)
+		return
+	case r.Public:
+		return
+	case len(r.Allow) == 0:
+		c.addf(at, "route %q has no allow rule: it would deny every request. Add allow: rules, or set public: true to serve it without authentication", r.Name)
+		return
+	}
+	p, err := authz.Compile(env, r.Name, r.Allow, r.Deny)
+	if err != nil {
+		c.policyErrors(err, at)
+		return
+	}
+	out.Policy = p
+}
+
+func (c *compiler) policyErrors(err error, at []any) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var re *authz.RuleError
+		if errors.As(e, &re) {
+			path := append(append([]any(nil), at...), re.List, re.Index)
+			if re.Field != "" {
+				path = append(path, re.Field)
+			}
+			c.addf(path, "%v", re.Err)
+			continue
+		}
+		c.addf(at, "%v", e)
+	}
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,517 @@
+// Package config turns the YAML file a user writes into an immutable,
+// compiled Snapshot (route table, upstream pools, trust settings). A snapshot
+// is built and validated entirely off the request path and then swapped in
+// atomically; a file that does not compile never replaces a working one.
+package config
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/sekisho/sekisho/internal/assertion"
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/normalize"
+	"github.com/sekisho/sekisho/internal/proxy"
+	"github.com/sekisho/sekisho/internal/route"
+)
+
+// MaxFileBytes bounds the config file size: a config is small, and an
+// accidental multi-gigabyte file must not take the process down.
+const MaxFileBytes = 8 << 20
+
+// Options are the process-level hooks a snapshot's parts report to.
+type Options struct {
+	Logger *slog.Logger
+	// OnUpstreamError is called by the proxy stage (metrics).
+	OnUpstreamError func(route, backend, kind string)
+	// Previous is the snapshot being replaced, if any. Parts whose
+	// configuration did not change (the JWT verifier with its fetched keys
+	// and verified-token cache, the assertion key) are carried over instead
+	// of rebuilt, so a reload never empties a cache or changes a key.
+	Previous *Snapshot
+	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
+	HTTPClient *http.Client
+}
+
+// Snapshot is one compiled, immutable configuration. Requests load the
+// current snapshot once and use only it, so a reload never changes the rules
+// under a request in flight.
+type Snapshot struct {
+	// File is the parsed source, for settings read at start (listen, admin, log).
+	File *File
+	// Source is where the file came from.
+	Source string
+	// Routes is the compiled route table.
+	Routes *route.Table[*CompiledRoute]
+	// Trust says whose X-Forwarded-* headers are believed.
+	Trust *normalize.Trust
+	// Strip lists the identity headers removed from every inbound request.
+	Strip *normalize.HeaderSet
+	// Authn finds and verifies bearer credentials.
+	Authn *authn.Chain
+	// Headers are the identity headers set on forwarded requests.
+	Headers IdentityHeaderNames
+	// Assertion signs the identity JWT sent upstream; nil when off.
+	Assertion       *assertion.Signer
+	AssertionHeader string
+	// Realm is used in WWW-Authenticate challenges.
+	Realm string
+
+	pools []*proxy.Pool
+	// ownJWT is false once a newer snapshot has taken the verifier over.
+	ownJWT atomic.Bool
+}
+
+// CompiledRoute is what the gateway needs once a request matched a route.
+type CompiledRoute struct {
+	Name              string
+	Public            bool
+	AllowEncodedSlash bool
+	// PassCredentials forwards the credential sekisho verified; by default
+	// it is removed so upstreams never receive tokens they did not ask for.
+	PassCredentials bool
+	// Policy decides; nil only for public routes.
+	Policy *authz.Policy
+	// Upstream forwards the request; nil for decision-only routes.
+	Upstream http.Handler
+}
+
+// Close releases what the snapshot holds (idle upstream connections). It is
+// called after a newer snapshot has replaced this one; requests still running
+// on it finish normally.
+func (s *Snapshot) Close() {
+	for _, p := range s.pools {
+		p.Close()
+	}
+	if s.Authn != nil && s.Authn.JWT != nil && s.ownJWT.Load() {
+		s.Authn.JWT.Close()
+	}
+}
+
+// WaitReady waits until the JWT verifier has keys for every issuer, or ctx
+// ends. A reload calls it before swapping, so tokens that verified a moment
+// ago keep verifying.
+func (s *Snapshot) WaitReady(ctx context.Context) bool {
+	if s.Authn == nil || s.Authn.JWT == nil {
+		return true
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !s.Authn.JWT.Ready() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// WatchFiles lists the files besides the config whose change should reload it.
+func (s *Snapshot) WatchFiles() []string {
+	var files []string
+	if s.File.APITokens != nil && s.File.APITokens.File != "" {
+		files = append(files, s.File.APITokens.File)
+	}
+	return files
+}
+
+// Load reads, validates and compiles the config file at path.
+func Load(path string, opts Options) (*Snapshot, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("read config %s: larger than %d bytes", path, MaxFileBytes)
+	}
+	return Parse(data, path, filepath.Dir(path), opts)
+}
+
+// Parse validates and compiles config bytes. name is used in error messages;
+// relative file paths in the config are resolved against baseDir.
+func Parse(data []byte, name, baseDir string, opts Options) (*Snapshot, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &compiler{name: name, baseDir: baseDir, opts: opts}
+	file, err := c.decode(data)
+	if err != nil {
+		return nil, err
+	}
+	snap := c.compile(file)
+	if len(c.problems) > 0 {
+		if snap != nil {
+			snap.Close()
+		}
+		return nil, &Error{Problems: c.problems}
+	}
+	snap.Source = name
+	return snap, nil
+}
+
+// Decode parses config bytes into a File without compiling it: for settings
+// needed before the snapshot is built (the log format).
+func Decode(data []byte, name string) (*File, error) {
+	c := &compiler{name: name}
+	return c.decode(data)
+}
+
+type compiler struct {
+	name     string
+	baseDir  string
+	opts     Options
+	root     *yaml.Node
+	problems []Problem
+}
+
+// addf records a problem located at the node for path.
+func (c *compiler) addf(path []any, format string, args ...any) {
+	line := 0
+	if n := nodeAt(c.root, path...); n != nil {
+		line = n.Line
+	}
+	c.problems = append(c.problems, Problem{File: c.name, Line: line, Key: keyString(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func keyString(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(p)
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		}
+	}
+	return b.String()
+}
+
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+func (c *compiler) decode(data []byte) (*File, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Problems: []Problem{{File: c.name, Msg: "the file is empty"}}}
+		}
+		return nil, &Error{Problems: []Problem{c.yamlProblem(err.Error())}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{Problems: []Problem{{File: c.name, Line: extra.Line, Msg: "more than one YAML document; put everything in one"}}}
+	}
+	c.root = &root
+	checkKeys(&root, reflect.TypeFor[File](), "", func(line int, key, msg string) {
+		c.problems = append(c.problems, Problem{File: c.name, Line: line, Key: key, Msg: msg})
+	})
+	var f File
+	if err := root.Decode(&f); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				c.problems = append(c.problems, c.yamlProblem(e))
+			}
+		} else {
+			c.problems = append(c.problems, c.yamlProblem(err.Error()))
+		}
+	}
+	if len(c.problems) > 0 {
+		return nil, &Error{Problems: c.problems}
+	}
+	return &f, nil
+}
+
+// yamlProblem turns a yaml library message ("yaml: line 3: ...") into a Problem.
+func (c *compiler) yamlProblem(msg string) Problem {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	p := Problem{File: c.name, Msg: msg}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &p.Line)
+		p.Msg = m[2]
+	}
+	return p
+}
+
+func (c *compiler) compile(f *File) *Snapshot {
+	s := &Snapshot{File: f}
+	c.checkListen(f)
+	c.defaults(f)
+
+	trust, err := normalize.NewTrust(f.TrustedProxies)
+	if err != nil {
+		c.addf([]any{"trusted_proxies"}, "%v", err)
+	}
+	s.Trust = trust
+	s.Strip = normalize.DefaultIdentityHeaders()
+	c.compileAuth(s, f)
+	env, err := authz.NewEnv()
+	if err != nil {
+		c.addf(nil, "policy engine: %v", err)
+		return s
+	}
+
+	if len(f.Routes) == 0 {
+		c.addf([]any{"routes"}, "no routes: add at least one (every request would get 404)")
+	}
+	names := make(map[string]int, len(f.Routes))
+	rules := make([]route.Rule[*CompiledRoute], 0, len(f.Routes))
+	for i := range f.Routes {
+		r := &f.Routes[i]
+		at := []any{"routes", i}
+		if r.Name == "" {
+			c.addf(at, "a route needs a name (it appears in logs, metrics and error pages)")
+		} else if j, dup := names[r.Name]; dup {
+			c.addf(append(at, "name"), "route name %q is already used by routes[%d]", r.Name, j)
+		} else {
+			names[r.Name] = i
+		}
+		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials}
+		c.compilePolicy(env, r, compiled, at)
+		compiled.Upstream = c.pool(s, r, at)
+		rules = append(rules, route.Rule[*CompiledRoute]{
+			Name:       r.Name,
+			Hosts:      r.Match.hostList(),
+			Path:       r.Match.Path,
+			PathPrefix: r.Match.PathPrefix,
+			PathRegex:  r.Match.PathRegex,
+			Methods:    r.Match.Methods,
+			Headers:    headerMatches(r.Match.Headers),
+			Value:      compiled,
+		})
+	}
+	if len(c.problems) > 0 {
+		return s
+	}
+	table, err := route.New(rules)
+	if err != nil {
+		c.routeErrors(err)
+		return s
+	}
+	s.Routes = table
+	return s
+}
+
+// routeErrors locates each route-table error at the route it names.
+func (c *compiler) routeErrors(err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var re *route.RuleError
+		if errors.As(e, &re) {
+			c.addf([]any{"routes", re.Index, "match"}, "%v", re.Err)
+			continue
+		}
+		c.addf([]any{"routes"}, "%v", e)
+	}
+}
+
+func headerMatches(h map[string]string) []route.HeaderMatch {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make([]route.HeaderMatch, 0, len(h))
+	for k, v := range h {
+		out = append(out, route.HeaderMatch{Name: k, Value: v})
+	}
+	return out
+}
+
+// pool compiles a route's upstreams into a proxy pool.
+func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
+	if len(r.To) == 0 {
+		c.addf(append(at, "to"), "route %q has no upstream (to:)", r.Name)
+		return nil
+	}
+	backends := make([]proxy.Backend, 0, len(r.To))
+	for j, up := range r.To {
+		u, err := parseUpstream(up.URL)
+		if err != nil {
+			c.addf(append(at, "to", j), "%v", err)
+			continue
+		}
+		w := 1
+		if up.Weight != nil {
+			w = *up.Weight
+			if w < 0 {
+				c.addf(append(at, "to", j, "weight"), "weight must be 0 or more")
+				continue
+			}
+		}
+		backends = append(backends, proxy.Backend{URL: u, Weight: w})
+	}
+	if len(backends) != len(r.To) {
+		return nil
+	}
+	retries := -1
+	if r.Retries != nil {
+		retries = *r.Retries
+	}
+	name := r.Name
+	var onErr func(string, string)
+	if c.opts.OnUpstreamError != nil {
+		onErr = func(backend, kind string) { c.opts.OnUpstreamError(name, backend, kind) }
+	}
+	p, err := proxy.New(r.Name, backends, proxy.Options{
+		Timeout:         r.Timeout,
+		Retries:         retries,
+		RewriteHost:     r.RewriteHost,
+		Logger:          c.opts.Logger,
+		OnUpstreamError: onErr,
+	})
+	if err != nil {
+		c.addf(append(at, "to"), "%v", err)
+		return nil
+	}
+	s.pools = append(s.pools, p)
+	return p
+}
+
+func parseUpstream(raw string) (*url.URL, error) {
+	if raw == "builtin:echo" {
+		return &url.URL{Scheme: "builtin", Opaque: "echo"}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q is not a URL", raw)
+	}
+	switch u.Scheme {
+	case "http", "https", "h2c":
+	case "builtin":
+		return nil, fmt.Errorf("unknown built-in upstream %q (available: builtin:echo)", raw)
+	default:
+		return nil, fmt.Errorf("upstream %q: scheme must be http, https or h2c", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("upstream %q has no host", raw)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("upstream %q: credentials in the URL are not supported", raw)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("upstream %q: give only scheme://host:port; the request path is forwarded as it is", raw)
+	}
+	return u, nil
+}
+
+func (c *compiler) checkListen(f *File) {
+	l := &f.Listen
+	for _, kv := range []struct{ key, addr string }{{"http", l.HTTP}, {"https", l.HTTPS}} {
+		if kv.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(kv.addr); err != nil {
+			c.addf([]any{"listen", kv.key}, "%q is not host:port (e.g. \":8080\")", kv.addr)
+		}
+	}
+	if f.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(f.Admin.Listen); err != nil {
+			c.addf([]any{"admin", "listen"}, "%q is not host:port", f.Admin.Listen)
+		}
+	}
+	if l.HTTP == "" && l.HTTPS == "" {
+		c.addf([]any{"listen"}, "no listener: set listen.http and/or listen.https")
+	}
+	if l.HTTPS != "" && l.TLS == nil {
+		c.addf([]any{"listen", "https"}, "listen.https needs listen.tls (cert_file/key_file or acme)")
+	}
+	if l.TLS != nil {
+		t := l.TLS
+		if l.HTTPS == "" {
+			c.addf([]any{"listen", "tls"}, "listen.tls is set but listen.https is not")
+		}
+		files := t.CertFile != "" || t.KeyFile != ""
+		switch {
+		case files && t.ACME != nil:
+			c.addf([]any{"listen", "tls"}, "use either cert_file/key_file or acme, not both")
+		case files && (t.CertFile == "" || t.KeyFile == ""):
+			c.addf([]any{"listen", "tls"}, "cert_file and key_file go together")
+		case !files && t.ACME == nil:
+			c.addf([]any{"listen", "tls"}, "set cert_file and key_file, or acme")
+		}
+		t.CertFile = c.path(t.CertFile)
+		t.KeyFile = c.path(t.KeyFile)
+		if t.ACME != nil {
+			if len(t.ACME.Domains) == 0 {
+				c.addf([]any{"listen", "tls", "acme", "domains"}, "acme needs at least one domain")
+			}
+			if t.ACME.CacheDir == "" {
+				t.ACME.CacheDir = "sekisho-acme"
+			}
+			t.ACME.CacheDir = c.path(t.ACME.CacheDir)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"idle_timeout", l.IdleTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
+		if d.v < 0 {
+			c.addf([]any{"listen", d.key}, "must not be negative")
+		}
+	}
+	if l.MaxHeaderBytes < 0 {
+		c.addf([]any{"listen", "max_header_bytes"}, "must not be negative")
+	}
+	if l.RedirectPort < 0 || l.RedirectPort > 65535 {
+		c.addf([]any{"listen", "redirect_port"}, "must be a port number")
+	}
+	switch f.Log.Format {
+	case "", "json", "text":
+	default:
+		c.addf([]any{"log", "format"}, "%q: use json or text", f.Log.Format)
+	}
+	switch strings.ToLower(f.Log.Level) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		c.addf([]any{"log", "level"}, "%q: use debug, info, warn or error", f.Log.Level)
+	}
+}
+
+func (c *compiler) defaults(f *File) {
+	if f.Admin.Listen == "" {
+		f.Admin.Listen = "127.0.0.1:9090"
+	}
+	if f.Listen.ShutdownTimeout == 0 {
+		f.Listen.ShutdownTimeout = 30 * time.Second
+	}
+	if f.Log.Access == nil {
+		t := true
+		f.Log.Access = &t
+	}
+}
+
+// path resolves a path relative to the config file's directory.
+func (c *compiler) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.baseDir, p)
+}

@@ -1,0 +1,240 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const minimal = `
+listen: {http: "127.0.0.1:0"}
+routes:
+  - name: echo
+    match: {path_prefix: /}
+    to: builtin:echo
+    public: true
+`
+
+func parse(t *testing.T, src string) (*Snapshot, error) {
+	t.Helper()
+	s, err := Parse([]byte(src), "test.yaml", "/etc/sekisho", Options{})
+	if s != nil {
+		t.Cleanup(s.Close)
+	}
+	return s, err
+}
+
+func TestParseMinimal(t *testing.T) {
+	s, err := parse(t, minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Routes.Len() != 1 {
+		t.Fatalf("routes = %d, want 1", s.Routes.Len())
+	}
+	rt, name, ok := s.Routes.Match("example.com", "/x", "GET", nil)
+	if !ok || name != "echo" || !rt.Public || rt.Upstream == nil {
+		t.Fatalf("match = %v %q %v", rt, name, ok)
+	}
+	if s.File.Admin.Listen != "127.0.0.1:9090" {
+		t.Errorf("admin default = %q", s.File.Admin.Listen)
+	}
+	if !*s.File.Log.Access {
+		t.Error("access log should default to on")
+	}
+}
+
+func TestWeightedUpstreams(t *testing.T) {
+	_, err := parse(t, `
+listen: {http: ":0"}
+routes:
+  - name: app
+    match: {host: app.example.com}
+    to:
+      - {url: "http://127.0.0.1:1", weight: 90}
+      - {url: "http://127.0.0.1:2", weight: 10}
+      - http://127.0.0.1:3
+    public: true
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProblems checks that each bad config is refused with the line and key
+// of the mistake, so `sekisho check` points at it.
+func TestProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // substrings of the error, e.g. "test.yaml:3"
+	}{
+		{"unknown top-level key", "lisen: {http: ':0'}\n" + minimal, []string{"test.yaml:1:", `unknown key "lisen"`, `did you mean "listen"`}},
+		{"unknown nested key", `
+listen: {http: ":0"}
+routes:
+  - name: echo
+    match: {path_prefx: /}
+    to: builtin:echo
+    public: true
+`, []string{"test.yaml:5:", "routes[0].match.path_prefx", `did you mean "path_prefix"`}},
+		{"typo in public", `
+listen: {http: ":0"}
+routes:
+  - name: echo
+    match: {path_prefix: /}
+    to: builtin:echo
+    pubic: true
+`, []string{"test.yaml:7:", `unknown key "pubic"`, `did you mean "public"`}},
+		{"route without policy", `
+listen: {http: ":0"}
+routes:
+  - name: secret
+    match: {path_prefix: /}
+    to: builtin:echo
+`, []string{"test.yaml:4:", "routes[0]", "has no allow rule"}},
+		{"duplicate names", `
+listen: {http: ":0"}
+routes:
+  - {name: a, match: {path: /a}, to: builtin:echo, public: true}
+  - {name: a, match: {path: /b}, to: builtin:echo, public: true}
+`, []string{"test.yaml:5:", "routes[1].name", "already used by routes[0]"}},
+		{"no upstream", `
+listen: {http: ":0"}
+routes:
+  - {name: a, match: {path: /a}, public: true}
+`, []string{"routes[0].to", "no upstream"}},
+		{"bad scheme", `
+listen: {http: ":0"}
+routes:
+  - {name: a, match: {path: /a}, to: "ftp://x", public: true}
+`, []string{"test.yaml:4:", "scheme must be http, https or h2c"}},
+		{"upstream with path", `
+listen: {http: ":0"}
+routes:
+  - {name: a, match: {path: /a}, to: "http://x:1/base", public: true}
+`, []string{"give only scheme://host:port"}},
+		{"unknown builtin", `
+listen: {http: ":0"}
+routes:
+  - {name: a, match: {path: /a}, to: "builtin:nope", public: true}
+`, []string{"unknown built-in upstream"}},
+		{"unknown upstream key", `
+listen: {http: ":0"}
+routes:
+  - name: a
+    match: {path: /a}
+    to:
+      - {url: "http://x:1", wieght: 5}
+    public: true
+`, []string{"test.yaml:7:", `unknown key "wieght"`}},
+		{"negative weight", `
+listen: {http: ":0"}
+routes:
+  - name: a
+    match: {path: /a}
+    to: [{url: "http://x:1", weight: -1}]
+    public: true
+`, []string{"weight must be 0 or more"}},
+		{"https without tls", "listen: {https: ':8443'}\nroutes: []\n", []string{"listen.https needs listen.tls"}},
+		{"tls both kinds", "listen: {https: ':8443', tls: {cert_file: a, key_file: b, acme: {domains: [x]}}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"either cert_file/key_file or acme"}},
+		{"acme without domains", "listen: {http: ':80', https: ':443', tls: {acme: {email: a@b}}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"acme needs at least one domain"}},
+		{"bad listen address", "listen: {http: '8080'}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"test.yaml:1:", "listen.http", "not host:port"}},
+		{"no listener", "listen: {}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"no listener"}},
+		{"no routes", "listen: {http: ':0'}\n", []string{"no routes"}},
+		{"wrong type", "listen: {http: [1, 2]}\n", []string{"test.yaml:1:", "cannot unmarshal"}},
+		{"bad duration", "listen: {http: ':0', idle_timeout: forever}\n", []string{"test.yaml:1:"}},
+		{"syntax error", "listen: {http: ':0'\nroutes: [\n", []string{"test.yaml"}},
+		{"empty file", "", []string{"empty"}},
+		{"two documents", minimal + "---\nlisten: {}\n", []string{"more than one YAML document"}},
+		{"bad trusted proxy", "trusted_proxies: [10.0.0.0/33]\n" + minimal, []string{"trusted_proxies"}},
+		{"bad log format", "log: {format: xml}\n" + minimal, []string{"log.format"}},
+		{"bad route regex", `
+listen: {http: ":0"}
+routes:
+  - {name: a, match: {path_regex: "/(a"}, to: builtin:echo, public: true}
+`, []string{"routes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, tt.src)
+			if err == nil {
+				t.Fatal("config accepted, want an error")
+			}
+			var cerr *Error
+			if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
+				t.Fatalf("error %T %v is not a config.Error with problems", err, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sekisho.yaml")
+	src := "listen: {http: ':0', https: ':0', tls: {cert_file: tls.crt, key_file: /abs/tls.key}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.File.Listen.TLS.CertFile, filepath.Join(dir, "tls.crt"); got != want {
+		t.Errorf("cert_file = %q, want %q", got, want)
+	}
+	if got := s.File.Listen.TLS.KeyFile; got != "/abs/tls.key" {
+		t.Errorf("key_file = %q", got)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), Options{}); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, make([]byte, MaxFileBytes+10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big, Options{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("oversized file: %v", err)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		d    int
+	}{{"", "", 0}, {"abc", "abc", 0}, {"lisen", "listen", 1}, {"kitten", "sitting", 3}, {"", "ab", 2}} {
+		if got := editDistance(tt.a, tt.b); got != tt.d {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.d)
+		}
+	}
+}
+
+// FuzzParse feeds arbitrary bytes to the config parser: it must never panic,
+// and anything it accepts must have compiled a route table.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte("listen: {http: ':0'}\nroutes: [{name: a, match: {host: '*.x.com', path_prefix: /a}, to: [{url: 'http://a:1', weight: 3}], public: true}]\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("routes: [{to: {url: 1}}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data, "fuzz.yaml", "/", Options{})
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		if s.Routes == nil || s.Trust == nil || s.Strip == nil {
+			t.Fatalf("accepted config with missing parts: %+v", s)
+		}
+	})
+}

@@ -1,0 +1,198 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
+	"github.com/sekisho/sekisho/internal/authz"
+)
+
+// File is the YAML configuration as the user writes it. It is only the
+// source: the gateway runs on the compiled Snapshot.
+type File struct {
+	Listen         Listen   `yaml:"listen"`
+	Admin          Admin    `yaml:"admin"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	Log            Log      `yaml:"log"`
+
+	// Realm is the realm of WWW-Authenticate challenges.
+	Realm            string                 `yaml:"realm"`
+	JWT              []jwtauth.IssuerConfig `yaml:"jwt"`
+	APITokens        *APITokens             `yaml:"api_tokens"`
+	Credentials      Credentials            `yaml:"credentials"`
+	UpstreamIdentity UpstreamIdentity       `yaml:"upstream_identity"`
+
+	Routes []Route `yaml:"routes"`
+}
+
+// APITokens points at the file of hashed API tokens (name, hash, groups,
+// expires). It is re-read whenever the configuration is.
+type APITokens struct {
+	File string `yaml:"file"`
+}
+
+// Credentials names places besides "Authorization: Bearer" where clients
+// may send a token.
+type Credentials struct {
+	Header string `yaml:"header"`
+	Cookie string `yaml:"cookie"`
+}
+
+// UpstreamIdentity says how the caller's identity is passed upstream.
+type UpstreamIdentity struct {
+	Headers   IdentityHeaderNames `yaml:"headers"`
+	Strip     []string            `yaml:"strip"`
+	Assertion *Assertion          `yaml:"assertion"`
+}
+
+// IdentityHeaderNames are the headers set on forwarded requests.
+type IdentityHeaderNames struct {
+	User   string `yaml:"user"`
+	Email  string `yaml:"email"`
+	Groups string `yaml:"groups"`
+}
+
+// Assertion configures the signed JWT sent upstream.
+type Assertion struct {
+	Header  string        `yaml:"header"`
+	KeyFile string        `yaml:"key_file"`
+	TTL     time.Duration `yaml:"ttl"`
+	Issuer  string        `yaml:"issuer"`
+}
+
+// Listen configures the client-facing listeners. Changing it needs a restart:
+// a reload keeps the listeners it started with.
+type Listen struct {
+	HTTP              string        `yaml:"http"`
+	HTTPS             string        `yaml:"https"`
+	TLS               *TLS          `yaml:"tls"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	RedirectPort      int           `yaml:"redirect_port"`
+}
+
+// TLS is either a certificate and key from files or ACME.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	ACME     *ACME  `yaml:"acme"`
+}
+
+// ACME obtains certificates automatically (HTTP-01 on the plain listener).
+type ACME struct {
+	Email        string   `yaml:"email"`
+	Domains      []string `yaml:"domains"`
+	CacheDir     string   `yaml:"cache_dir"`
+	DirectoryURL string   `yaml:"directory_url"`
+}
+
+// Admin is the operator listener: health, readiness, metrics, profiling.
+type Admin struct {
+	Listen string `yaml:"listen"`
+	Pprof  bool   `yaml:"pprof"`
+}
+
+// Log selects the log format and what is logged.
+type Log struct {
+	Format string `yaml:"format"` // json (default) or text
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Access *bool  `yaml:"access"` // one line per request; default true
+}
+
+// Route is one entry of routes:.
+type Route struct {
+	Name              string        `yaml:"name"`
+	Match             Match         `yaml:"match"`
+	To                Upstreams     `yaml:"to"`
+	Timeout           time.Duration `yaml:"timeout"`
+	Retries           *int          `yaml:"retries"`
+	RewriteHost       bool          `yaml:"rewrite_host"`
+	AllowEncodedSlash bool          `yaml:"allow_encoded_slash"`
+	Public            bool          `yaml:"public"`
+	PassCredentials   bool          `yaml:"pass_credentials"`
+	Allow             []authz.Rule  `yaml:"allow"`
+	Deny              []authz.Rule  `yaml:"deny"`
+}
+
+// Match selects the requests a route serves. All given conditions must hold.
+type Match struct {
+	Host       string            `yaml:"host"`
+	Hosts      []string          `yaml:"hosts"`
+	Path       string            `yaml:"path"`
+	PathPrefix string            `yaml:"path_prefix"`
+	PathRegex  string            `yaml:"path_regex"`
+	Methods    []string          `yaml:"methods"`
+	Headers    map[string]string `yaml:"headers"`
+}
+
+// Upstream is one backend of a route, with its share of the traffic.
+type Upstream struct {
+	URL    string `yaml:"url"`
+	Weight *int   `yaml:"weight"`
+}
+
+// Upstreams accepts both `to: http://svc:8080` and a weighted list
+// `to: [{url: ..., weight: 90}, ...]`.
+type Upstreams []Upstream
+
+// UnmarshalYAML implements the two accepted forms, checking keys itself
+// because nested decoders do not inherit strictness.
+func (u *Upstreams) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*u = Upstreams{{URL: n.Value}}
+		return nil
+	case yaml.SequenceNode:
+		out := make(Upstreams, 0, len(n.Content))
+		for _, item := range n.Content {
+			switch item.Kind {
+			case yaml.ScalarNode:
+				out = append(out, Upstream{URL: item.Value})
+			case yaml.MappingNode:
+				var up Upstream
+				for i := 0; i+1 < len(item.Content); i += 2 {
+					k, v := item.Content[i], item.Content[i+1]
+					switch k.Value {
+					case "url":
+						if err := v.Decode(&up.URL); err != nil {
+							return fmt.Errorf("line %d: url: %w", v.Line, err)
+						}
+					case "weight":
+						var w int
+						if err := v.Decode(&w); err != nil {
+							return fmt.Errorf("line %d: weight must be a whole number", v.Line)
+						}
+						up.Weight = &w
+					default:
+						return fmt.Errorf("line %d: unknown key %q in an upstream (known keys: url, weight)", k.Line, k.Value)
+					}
+				}
+				out = append(out, up)
+			default:
+				return fmt.Errorf("line %d: an upstream is a URL or {url, weight}", item.Line)
+			}
+		}
+		*u = out
+		return nil
+	default:
+		return fmt.Errorf("line %d: to: must be a URL or a list of {url, weight}", n.Line)
+	}
+}
+
+// hostList merges host and hosts.
+func (m Match) hostList() []string {
+	hosts := append([]string(nil), m.Hosts...)
+	if m.Host != "" {
+		hosts = append(hosts, m.Host)
+	}
+	for i, h := range hosts {
+		hosts[i] = strings.ToLower(strings.TrimSuffix(h, "."))
+	}
+	return hosts
+}

@@ -1,0 +1,175 @@
+// Package engine is the middle of the pipeline that every mode shares:
+// normalize → route → authenticate → authorize. The gateway calls it before
+// forwarding, the decision service for requests another proxy describes, and
+// `sekisho explain` to show its work, so all three decide identically.
+package engine
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/normalize"
+)
+
+// Options change how a request is evaluated.
+type Options struct {
+	// ClientIP is the original client's address (for policy).
+	ClientIP netip.Addr
+	// Identity, when set, is used instead of authenticating the request
+	// (`sekisho explain --identity`, `sekisho policy test`).
+	Identity *identity.Identity
+	// Explain records every rule evaluated in Result.Steps.
+	Explain bool
+}
+
+// Outcome classifies a result.
+type Outcome int
+
+// Outcomes, in pipeline order.
+const (
+	Allowed         Outcome = iota
+	BadRequest              // 400: path or host not acceptable
+	NotFound                // 404: no route
+	Unauthenticated         // 401: no credentials, or credentials the route's policy needs and does not have
+	InvalidToken            // 401: credentials presented but rejected
+	Forbidden               // 403: authenticated, not allowed
+)
+
+// Status is the HTTP status of an outcome (200 for Allowed).
+func (o Outcome) Status() int {
+	switch o {
+	case BadRequest:
+		return http.StatusBadRequest
+	case NotFound:
+		return http.StatusNotFound
+	case Unauthenticated, InvalidToken:
+		return http.StatusUnauthorized
+	case Forbidden:
+		return http.StatusForbidden
+	}
+	return http.StatusOK
+}
+
+// Result is what the pipeline decided about one request.
+type Result struct {
+	Outcome Outcome
+	// Message is safe to show the client.
+	Message string
+	// Reason says why, for logs and explain only: which rule matched, or why
+	// a credential was rejected. Never shown to the client.
+	Reason string
+
+	Path      normalize.Path
+	Host      string // normalized, for matching
+	Route     *config.CompiledRoute
+	RouteName string
+	Identity  *identity.Identity
+	// Source is where the verified credential was found.
+	Source   authn.Source
+	Decision authz.Decision
+	Steps    []authz.Step
+}
+
+// Evaluate runs the shared pipeline on r, which describes the original
+// request: Method, Host, RequestURI (the request-target as sent), Header.
+func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Options) Result {
+	var res Result
+
+	// normalize
+	path, err := normalize.Request(r)
+	if err != nil {
+		res.Outcome = BadRequest
+		res.Message = "The request path is not acceptable: " + pathReason(err)
+		res.Reason = res.Message
+		return res
+	}
+	res.Path = path
+	host, ok := normalize.Host(r.Host)
+	if !ok && r.Host != "" {
+		res.Outcome, res.Message = BadRequest, "The Host header is not acceptable."
+		res.Reason = res.Message
+		return res
+	}
+	res.Host = host
+
+	// route
+	rt, name, ok := snap.Routes.Match(host, path.Path, r.Method, r.Header)
+	if !ok {
+		res.Outcome, res.Message = NotFound, "No route serves this address."
+		res.Reason = "no route matched"
+		return res
+	}
+	res.Route, res.RouteName = rt, name
+	if path.EncodedSlash && !rt.AllowEncodedSlash {
+		res.Outcome, res.Message = BadRequest, "Encoded slashes are not allowed on this route."
+		res.Reason = res.Message
+		return res
+	}
+	if rt.Public {
+		res.Reason = "public route"
+		return res
+	}
+
+	// authenticate
+	id := o.Identity
+	if id == nil {
+		id, res.Source, err = snap.Authn.Authenticate(ctx, r)
+		if err != nil {
+			res.Outcome, res.Message = InvalidToken, "The credentials presented are not valid."
+			res.Reason = err.Error()
+			return res
+		}
+	}
+	res.Identity = id
+
+	// authorize
+	req := authz.Request{Method: r.Method, Host: host, Path: path.Path, Query: rawQuery(r), Headers: r.Header, ClientIP: o.ClientIP, Route: name}
+	if o.Explain {
+		res.Decision, res.Steps = rt.Policy.Explain(id, &req)
+	} else {
+		res.Decision = rt.Policy.Decide(id, &req)
+	}
+	res.Reason = res.Decision.Reason
+	if !res.Decision.Allow {
+		if id == nil {
+			res.Outcome, res.Message = Unauthenticated, "Authentication is required."
+		} else {
+			res.Outcome, res.Message = Forbidden, "You are not allowed to access this route."
+		}
+	}
+	return res
+}
+
+// Challenge is the WWW-Authenticate value for a denied result (RFC 6750).
+func (res *Result) Challenge(realm string) string {
+	switch res.Outcome {
+	case Unauthenticated:
+		return `Bearer realm="` + realm + `"`
+	case InvalidToken:
+		return `Bearer realm="` + realm + `", error="invalid_token"`
+	case Forbidden:
+		return `Bearer realm="` + realm + `", error="insufficient_scope"`
+	}
+	return ""
+}
+
+func rawQuery(r *http.Request) string {
+	if r.URL == nil {
+		return ""
+	}
+	return r.URL.RawQuery
+}
+
+func pathReason(err error) string {
+	var e *normalize.Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return "malformed"
+}

@@ -1,0 +1,203 @@
+// Package gateway is the request handler of gateway mode. It reads like the
+// pipeline in DESIGN.md: normalize → route → authenticate → authorize →
+// forward, each step delegated to the package named for it.
+package gateway
+
+import (
+	"bufio"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/engine"
+	"github.com/sekisho/sekisho/internal/httperr"
+	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/normalize"
+	"github.com/sekisho/sekisho/internal/reqinfo"
+	"github.com/sekisho/sekisho/internal/telemetry"
+)
+
+// JWKSPath serves the public keys of the upstream assertion, so upstreams
+// can verify X-Sekisho-Assertion.
+const JWKSPath = "/.well-known/sekisho/jwks.json"
+
+// Gateway serves requests on the current configuration snapshot.
+type Gateway struct {
+	snap       atomic.Pointer[config.Snapshot]
+	generation atomic.Uint64
+	metrics    *telemetry.Metrics
+	log        *slog.Logger
+	accessLog  bool
+}
+
+// New returns a gateway with no snapshot: it answers 503 until Swap.
+func New(log *slog.Logger, metrics *telemetry.Metrics, accessLog bool) *Gateway {
+	return &Gateway{log: log, metrics: metrics, accessLog: accessLog}
+}
+
+// Swap makes s the snapshot for new requests and returns the one it
+// replaced (nil the first time). Requests already running keep theirs.
+func (g *Gateway) Swap(s *config.Snapshot) (old *config.Snapshot, generation uint64) {
+	old = g.snap.Swap(s)
+	return old, g.generation.Add(1)
+}
+
+// Snapshot is the snapshot in use, nil before the first Swap.
+func (g *Gateway) Snapshot() *config.Snapshot { return g.snap.Load() }
+
+// Ready reports whether a snapshot is live.
+func (g *Gateway) Ready() bool { return g.snap.Load() != nil }
+
+// ServeHTTP runs the pipeline for one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	snap := g.snap.Load()
+	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header)}
+	rec := &recorder{ResponseWriter: w}
+	r = r.WithContext(reqinfo.With(r.Context(), info))
+	defer g.finish(rec, r, info)
+	rec.Header().Set("X-Request-Id", info.ID)
+
+	if snap == nil {
+		httperr.Write(rec, r, http.StatusServiceUnavailable, "The gateway is starting.")
+		return
+	}
+
+	if r.URL.Path == JWKSPath && snap.Assertion != nil {
+		snap.Assertion.JWKSHandler().ServeHTTP(rec, r)
+		return
+	}
+
+	fwd := snap.Trust.Forwarded(r)
+	info.ClientIP, info.Proto, info.Host, info.ForwardedFor = fwd.ClientIP, fwd.Proto, fwd.Host, fwd.For
+
+	// normalize → route → authenticate → authorize
+	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP})
+	info.Route, info.Reason = res.RouteName, res.Reason
+	if res.Identity != nil {
+		info.User = res.Identity.Username
+	}
+	if res.Outcome != engine.Allowed {
+		if c := res.Challenge(snap.Realm); c != "" {
+			rec.Header().Set("WWW-Authenticate", c)
+		}
+		httperr.Write(rec, r, res.Outcome.Status(), res.Message)
+		return
+	}
+	rt, id := res.Route, res.Identity
+	if id != nil && !rt.PassCredentials {
+		snap.Authn.RemoveCredential(r, res.Source)
+	}
+
+	// forward
+	snap.Strip.Strip(r.Header)
+	if id != nil {
+		setIdentity(r.Header, snap, id, res.RouteName)
+	}
+	normalize.SetURL(r.URL, res.Path)
+	if rt.Upstream == nil {
+		httperr.Write(rec, r, http.StatusNotFound, "This route has no upstream.")
+		return
+	}
+	rt.Upstream.ServeHTTP(rec, r)
+}
+
+// setIdentity sets the identity headers and, when configured, the signed
+// assertion for the upstream.
+func setIdentity(h http.Header, snap *config.Snapshot, id *identity.Identity, route string) {
+	if id.Username != "" {
+		h.Set(snap.Headers.User, id.Username)
+	}
+	if id.Email != "" {
+		h.Set(snap.Headers.Email, id.Email)
+	}
+	if len(id.Groups) > 0 {
+		h.Set(snap.Headers.Groups, strings.Join(id.Groups, ","))
+	}
+	if snap.Assertion != nil {
+		if tok, err := snap.Assertion.Sign(id, route, time.Now()); err == nil {
+			h.Set(snap.AssertionHeader, tok)
+		}
+	}
+}
+
+// finish writes the access log line and the request metrics. Neither
+// contains the query string, a cookie or an Authorization value.
+func (g *Gateway) finish(rec *recorder, r *http.Request, info *reqinfo.Info) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	info.Status = status
+	d := time.Since(info.Start)
+	if g.metrics != nil {
+		g.metrics.Request(info.Route, status, d)
+	}
+	if !g.accessLog {
+		return
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("request_id", info.ID),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.String("route", info.Route),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.String("upstream", info.Upstream),
+		slog.String("client_ip", clientIP(info)),
+		slog.String("user", info.User),
+		slog.String("reason", info.Reason),
+		slog.Int64("bytes", rec.bytes),
+	)
+}
+
+func clientIP(info *reqinfo.Info) string {
+	if !info.ClientIP.IsValid() {
+		return ""
+	}
+	return info.ClientIP.String()
+}
+
+// recorder remembers the status and size of a response. It unwraps to the
+// underlying writer so http.ResponseController (flush, hijack for
+// WebSocket, deadlines) keeps working through it.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush and Hijack are here too because httputil.ReverseProxy asserts the
+// interfaces directly for some paths.
+func (r *recorder) Flush() {
+	_ = http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if r.status == 0 {
+		r.status = http.StatusSwitchingProtocols
+	}
+	return http.NewResponseController(r.ResponseWriter).Hijack()
+}

@@ -1,0 +1,324 @@
+// Package serve runs the gateway process: it loads the first snapshot,
+// starts the listeners and the admin endpoints, reloads the configuration
+// when the file changes or on SIGHUP, and drains on shutdown.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/sekisho/sekisho/internal/admin"
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/gateway"
+	"github.com/sekisho/sekisho/internal/listen"
+	"github.com/sekisho/sekisho/internal/telemetry"
+)
+
+// Options configure one run of the gateway.
+type Options struct {
+	// ConfigPath is the file to load and watch. When empty, DefaultConfig is
+	// used and nothing is watched.
+	ConfigPath string
+	// DefaultConfig is the embedded configuration used without ConfigPath.
+	DefaultConfig []byte
+	// LogOutput receives the logs (os.Stderr when nil).
+	LogOutput io.Writer
+	// Started, when set, is called once the listeners are bound, with the
+	// running instance (tests use it to learn the addresses).
+	Started func(*Instance)
+}
+
+// Instance is a running gateway.
+type Instance struct {
+	Gateway   *gateway.Gateway
+	Metrics   *telemetry.Metrics
+	Server    *listen.Server
+	AdminAddr string
+
+	log      *slog.Logger
+	opts     Options
+	cfgOpts  config.Options
+	reloadMu sync.Mutex
+	draining atomic.Bool
+	watcher  *fsnotify.Watcher
+}
+
+// watchExtra adds the directories of files the config refers to (API
+// tokens) to the watch, so editing them reloads too.
+func (inst *Instance) watchExtra() {
+	if inst.watcher == nil {
+		return
+	}
+	for _, f := range inst.Gateway.Snapshot().WatchFiles() {
+		if err := inst.watcher.Add(filepath.Dir(f)); err != nil {
+			inst.log.Warn("cannot watch file; reload with SIGHUP after changing it", "file", f, "error", err)
+		}
+	}
+}
+
+// Run serves until ctx is cancelled (SIGTERM/SIGINT in main), then drains
+// in-flight requests within listen.shutdown_timeout and returns nil.
+func Run(ctx context.Context, opts Options) error {
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	bootLog := slog.New(slog.NewJSONHandler(opts.LogOutput, nil))
+	inst := &Instance{Metrics: telemetry.NewMetrics(), opts: opts, log: bootLog}
+	inst.cfgOpts = config.Options{Logger: bootLog, OnUpstreamError: inst.Metrics.UpstreamError}
+
+	// The log settings are read first so that everything built from the
+	// config logs in the configured format.
+	file, err := inst.logSettings()
+	if err != nil {
+		return err
+	}
+	log, err := telemetry.NewLogger(opts.LogOutput, file.Log.Format, file.Log.Level)
+	if err != nil {
+		return err
+	}
+	inst.log = log
+	inst.cfgOpts.Logger = log
+	snap, err := inst.load(nil)
+	if err != nil {
+		return err
+	}
+	file = snap.File
+	inst.Gateway = gateway.New(log, inst.Metrics, *file.Log.Access)
+	_, gen := inst.Gateway.Swap(snap)
+	inst.Metrics.Reload(true, gen)
+
+	adminLn, err := net.Listen("tcp", file.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", file.Admin.Listen, err)
+	}
+	inst.AdminAddr = adminLn.Addr().String()
+	adminSrv := &http.Server{
+		Handler: admin.Handler(admin.Options{
+			Ready:   func() bool { return inst.Gateway.Ready() && !inst.draining.Load() },
+			Metrics: inst.Metrics.Handler(),
+			Pprof:   file.Admin.Pprof,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener failed", "error", err)
+		}
+	}()
+	defer adminSrv.Close()
+
+	srv, err := listen.Start(ctx, listenConfig(file, log), inst.Gateway)
+	if err != nil {
+		return err
+	}
+	inst.Server = srv
+	log.Info("sekisho started", "config", snap.Source, "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", inst.AdminAddr, "routes", snap.Routes.Len())
+
+	stopWatch := inst.watch(ctx)
+	defer stopWatch()
+	if opts.Started != nil {
+		opts.Started(inst)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-srv.Err():
+		log.Error("listener failed", "error", err)
+		return err
+	}
+	inst.draining.Store(true)
+	log.Info("draining", "timeout", file.Listen.ShutdownTimeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), file.Listen.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain did not finish in time; remaining connections closed", "error", err)
+	}
+	if s := inst.Gateway.Snapshot(); s != nil {
+		s.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func listenConfig(f *config.File, log *slog.Logger) listen.Config {
+	l := f.Listen
+	cfg := listen.Config{
+		HTTP:              l.HTTP,
+		HTTPS:             l.HTTPS,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		RedirectPort:      l.RedirectPort,
+		Logger:            log,
+	}
+	if l.TLS != nil {
+		cfg.CertFile, cfg.KeyFile = l.TLS.CertFile, l.TLS.KeyFile
+		if a := l.TLS.ACME; a != nil {
+			cfg.ACME = &listen.ACME{Email: a.Email, Domains: a.Domains, CacheDir: a.CacheDir, DirectoryURL: a.DirectoryURL}
+		}
+	}
+	return cfg
+}
+
+// logSettings decodes the config without compiling it, for the log settings.
+func (inst *Instance) logSettings() (*config.File, error) {
+	data, name := inst.opts.DefaultConfig, "embedded quickstart config"
+	if inst.opts.ConfigPath != "" {
+		b, err := os.ReadFile(inst.opts.ConfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		data, name = b, inst.opts.ConfigPath
+	}
+	return config.Decode(data, name)
+}
+
+// keysWait bounds how long a new snapshot may wait for its JWT issuers'
+// keys before it is used anyway (an issuer that is down must not block
+// start or reload forever; its tokens get 401 until keys arrive).
+const keysWait = 10 * time.Second
+
+// load compiles the configuration, carrying unchanged parts over from prev,
+// and waits (bounded) for newly built JWT verifiers to have keys.
+func (inst *Instance) load(prev *config.Snapshot) (*config.Snapshot, error) {
+	opts := inst.cfgOpts
+	opts.Previous = prev
+	var snap *config.Snapshot
+	var err error
+	if inst.opts.ConfigPath != "" {
+		snap, err = config.Load(inst.opts.ConfigPath, opts)
+	} else {
+		snap, err = config.Parse(inst.opts.DefaultConfig, "embedded quickstart config", ".", opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keysWait)
+	defer cancel()
+	if !snap.WaitReady(ctx) {
+		inst.log.Warn("some JWT issuers' keys are not available yet; their tokens get 401 until they are", "waited", keysWait.String())
+	}
+	return snap, nil
+}
+
+// Reload compiles the configuration again and swaps it in. A config that
+// does not compile keeps the current snapshot; the error says why.
+func (inst *Instance) Reload() error {
+	inst.reloadMu.Lock()
+	defer inst.reloadMu.Unlock()
+	cur := inst.Gateway.Snapshot()
+	snap, err := inst.load(cur)
+	if err != nil {
+		inst.Metrics.Reload(false, 0)
+		inst.log.Error("config reload failed; keeping the running configuration", "config", inst.opts.ConfigPath, "error", err.Error())
+		return err
+	}
+	if cur != nil && (!reflect.DeepEqual(cur.File.Listen, snap.File.Listen) || cur.File.Admin != snap.File.Admin || !reflect.DeepEqual(cur.File.Log, snap.File.Log)) {
+		inst.log.Warn("listen, admin and log settings changed: they take effect after a restart")
+	}
+	old, gen := inst.Gateway.Swap(snap)
+	inst.Metrics.Reload(true, gen)
+	if old != nil {
+		old.Close()
+	}
+	inst.log.Info("config reloaded", "generation", gen, "routes", snap.Routes.Len())
+	inst.watchExtra()
+	return nil
+}
+
+// watch reloads on SIGHUP and when the config file changes. It watches the
+// directory, not the file, so editors that replace the file and Kubernetes
+// ConfigMap symlink swaps are both seen.
+func (inst *Instance) watch(ctx context.Context) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var events <-chan fsnotify.Event
+	var watcher *fsnotify.Watcher
+	if inst.opts.ConfigPath != "" {
+		w, err := fsnotify.NewWatcher()
+		if err == nil {
+			err = w.Add(filepath.Dir(inst.opts.ConfigPath))
+		}
+		if err != nil {
+			inst.log.Warn("config file watch unavailable; reload with SIGHUP", "error", err)
+		} else {
+			watcher, events = w, w.Events
+			inst.watcher = w
+			inst.watchExtra()
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Debounce: editors write in several steps; reload once they settle.
+		var debounce <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				inst.log.Info("SIGHUP: reloading configuration and certificates")
+				_ = inst.Reload()
+				if err := inst.Server.ReloadCertificate(); err != nil {
+					inst.log.Error("certificate reload failed; keeping the current certificate", "error", err)
+				}
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				if inst.relevant(ev) {
+					debounce = time.After(200 * time.Millisecond)
+				}
+			case <-debounce:
+				debounce = nil
+				_ = inst.Reload()
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		if watcher != nil {
+			watcher.Close()
+		}
+		<-done
+	}
+}
+
+// relevant reports whether a directory event may have changed the config
+// file: a write or create of the file itself, or the ..data symlink swap
+// Kubernetes uses for mounted ConfigMaps.
+func (inst *Instance) relevant(ev fsnotify.Event) bool {
+	if !ev.Has(fsnotify.Write) && !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Rename) && !ev.Has(fsnotify.Remove) {
+		return false
+	}
+	base := filepath.Base(ev.Name)
+	if base == filepath.Base(inst.opts.ConfigPath) || base == "..data" {
+		return true
+	}
+	if snap := inst.Gateway.Snapshot(); snap != nil {
+		for _, f := range snap.WatchFiles() {
+			if filepath.Clean(f) == filepath.Clean(ev.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}

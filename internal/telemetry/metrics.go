@@ -1,0 +1,109 @@
+// Package telemetry holds sekisho's metrics and loggers. Metrics live in a
+// registry of their own (not the process-global one) so tests and several
+// gateways in one process do not collide.
+package telemetry
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the gateway's Prometheus series.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	upstreamErrors *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	generation     prometheus.Gauge
+	lastReload     prometheus.Gauge
+}
+
+// NewMetrics registers the gateway's series in a new registry, together with
+// the Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_requests_total",
+			Help: "Requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sekisho_request_duration_seconds",
+			Help:    "Time from receiving a request to finishing its response, by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_upstream_errors_total",
+			Help: "Failed attempts to reach an upstream, by route, backend and kind (connect, timeout, other).",
+		}, []string{"route", "backend", "kind"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_config_reloads_total",
+			Help: "Configuration loads, by result (success, failure).",
+		}, []string{"result"}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sekisho_config_generation",
+			Help: "Generation of the configuration snapshot in use (1 for the first).",
+		}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sekisho_config_last_success_timestamp_seconds",
+			Help: "When the snapshot in use was loaded.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.reloads, m.generation, m.lastReload,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	return m
+}
+
+// codes holds the label strings of common status codes so the hot path does
+// not format them.
+var codes = func() [600]string {
+	var c [600]string
+	for i := range c {
+		c[i] = strconv.Itoa(i)
+	}
+	return c
+}()
+
+func codeLabel(code int) string {
+	if code >= 0 && code < len(codes) {
+		return codes[code]
+	}
+	return strconv.Itoa(code)
+}
+
+// Request records one answered request. route is "" when no route matched.
+func (m *Metrics) Request(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, codeLabel(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// UpstreamError records a failed upstream attempt.
+func (m *Metrics) UpstreamError(route, backend, kind string) {
+	m.upstreamErrors.WithLabelValues(route, backend, kind).Inc()
+}
+
+// Reload records a configuration load; generation is the snapshot now in use.
+func (m *Metrics) Reload(ok bool, generation uint64) {
+	if !ok {
+		m.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+	m.generation.Set(float64(generation))
+	m.lastReload.SetToCurrentTime()
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
