@@ -41,8 +41,9 @@ done
 #   SC_HEADERS  extra wrk arguments, e.g. (-H "Authorization: Bearer $token")
 # and may write files it needs (keys, tokens) into $work. Add one by defining
 # scenario_NAME; `bench/load.sh NAME` then runs it. Planned:
-#   jwt          a jwt: issuer whose JWKS is a file in $work, a signed bearer
-#                token in SC_HEADERS, allow: [{groups: [bench]}]
+#   jwt          (implemented) bench/jwtissuer serves discovery + JWKS; every
+#                request carries its RS256 bearer token; route policy: a deny
+#                rule with CEL plus two allow rules
 #   session      session: with a cookie secret in $work, a session cookie
 #                minted for the bench user in SC_HEADERS
 #   authrequest  a different topology: nginx auth_request to sekisho's
@@ -53,6 +54,18 @@ scenario_plain() {
 	SC_TOP=""
 	SC_POLICY="public: true"
 	SC_HEADERS=()
+}
+
+scenario_jwt() {
+	local port=${BENCH_PORT_ISSUER:-18082}
+	port_free "$port" || die "port $port is in use (BENCH_PORT_ISSUER)"
+	go build -o "$work/jwtissuer" ./bench/jwtissuer
+	"$work/jwtissuer" -listen "127.0.0.1:$port" -token-file "$work/token.jwt" >"$work/jwtissuer.log" 2>&1 &
+	pids+=($!)
+	wait_http "http://127.0.0.1:$port/.well-known/openid-configuration" "$!" "jwt issuer" "$work/jwtissuer.log"
+	SC_TOP="jwt: [{issuer: \"http://127.0.0.1:$port\", audiences: [bench], claims: {username: email}}]"
+	SC_POLICY=$'allow: [{groups: [admin]}, {domains: [example.com]}]\n    deny: [{when: "!identity.mfa"}]'
+	SC_HEADERS=(-H "Authorization: Bearer $(cat "$work/token.jwt")")
 }
 
 usage() {
@@ -254,6 +267,7 @@ for sc in "${scenarios[@]}"; do
 	cat >"$conf" <<-EOF
 		listen: {http: "127.0.0.1:$PORT_SEKISHO"}
 		admin: {listen: "127.0.0.1:$PORT_ADMIN"}
+		log: {access: false}  # nginx runs with access_log off too
 		$SC_TOP
 		routes:
 		  - name: bench
