@@ -1,0 +1,98 @@
+package devidp
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// scopeGroups is accepted so relying parties that ask for a groups scope
+// (as many IdPs want) are not refused; the groups claim is sent either way.
+const scopeGroups = "groups"
+
+// client adapts a Client to op.Client: a confidential web client using the
+// code flow with refresh tokens, and nothing else.
+type client struct {
+	id         string
+	secretHash [32]byte
+	redirects  []string
+	postLogout []string
+	loginPath  string
+	idTokenTTL time.Duration
+}
+
+func newClients(clients []Client, loginPath string, idTokenTTL time.Duration) (map[string]*client, error) {
+	if len(clients) == 0 {
+		return nil, errors.New("devidp: no clients: the provider needs at least sekisho's own client")
+	}
+	out := make(map[string]*client, len(clients))
+	for i, c := range clients {
+		switch {
+		case c.ID == "":
+			return nil, fmt.Errorf("devidp: clients[%d]: id is required", i)
+		case out[c.ID] != nil:
+			return nil, fmt.Errorf("devidp: clients[%d]: duplicate id %q", i, c.ID)
+		case c.Secret == "":
+			return nil, fmt.Errorf("devidp: client %q: secret is required", c.ID)
+		case len(c.RedirectURIs) == 0:
+			return nil, fmt.Errorf("devidp: client %q: at least one redirect URI is required", c.ID)
+		}
+		for _, u := range append(append([]string{}, c.RedirectURIs...), c.PostLogoutRedirectURIs...) {
+			if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				return nil, fmt.Errorf("devidp: client %q: %q is not an absolute http(s) URL", c.ID, u)
+			}
+		}
+		out[c.ID] = &client{
+			id:         c.ID,
+			secretHash: sha256.Sum256([]byte(c.Secret)),
+			redirects:  append([]string(nil), c.RedirectURIs...),
+			postLogout: append([]string(nil), c.PostLogoutRedirectURIs...),
+			loginPath:  loginPath,
+			idTokenTTL: idTokenTTL,
+		}
+	}
+	return out, nil
+}
+
+// secretMatches compares hashes so neither content nor length leaks through timing.
+func (c *client) secretMatches(secret string) bool {
+	h := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(h[:], c.secretHash[:]) == 1
+}
+
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return c.redirects }
+func (c *client) PostLogoutRedirectURIs() []string    { return c.postLogout }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
+func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (c *client) IDTokenLifetime() time.Duration       { return c.idTokenTTL }
+func (c *client) DevMode() bool                        { return false }
+func (c *client) IsScopeAllowed(scope string) bool     { return scope == scopeGroups }
+func (c *client) ClockSkew() time.Duration             { return 0 }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true } // relying parties read email and groups from the ID token
+
+func (c *client) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+}
+
+func (c *client) LoginURL(authRequestID string) string {
+	return c.loginPath + "?authRequestID=" + url.QueryEscape(authRequestID)
+}
+
+func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+
+func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
