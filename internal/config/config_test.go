@@ -110,17 +110,17 @@ routes:
 listen: {http: ":0"}
 routes:
   - {name: a, match: {path: /a}, to: "ftp://x", public: true}
-`, []string{"test.yaml:4:", "scheme must be http, https or h2c"}},
+`, []string{"test.yaml:4:", "routes[0].to", `unsupported scheme "ftp"`}},
 		{"upstream with path", `
 listen: {http: ":0"}
 routes:
   - {name: a, match: {path: /a}, to: "http://x:1/base", public: true}
-`, []string{"give only scheme://host:port"}},
+`, []string{"must not have a path"}},
 		{"unknown builtin", `
 listen: {http: ":0"}
 routes:
   - {name: a, match: {path: /a}, to: "builtin:nope", public: true}
-`, []string{"unknown built-in upstream"}},
+`, []string{"unknown builtin upstream"}},
 		{"unknown upstream key", `
 listen: {http: ":0"}
 routes:
