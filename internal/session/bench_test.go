@@ -1,0 +1,50 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+func BenchmarkCodecDecode(b *testing.B) {
+	plain, err := json.Marshal(typicalSession("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		plain []byte
+	}{
+		{"typical-session", plain},
+		{"redis-ticket", make([]byte, ticketSize+32)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := newCodec(b, CodecOptions{Keys: [][]byte{keyA, keyB}})
+			r := requestWith(encode(b, c, bc.plain)...)
+			b.ReportMetric(float64(len(r.Header.Get("Cookie"))), "cookie-bytes")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Decode(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkCookieStoreLoad(b *testing.B) {
+	st := NewCookieStore(newCodec(b, CodecOptions{}), StoreOptions{IdleTimeout: 30 * time.Minute})
+	rec := httptest.NewRecorder()
+	if err := st.Save(context.Background(), rec, requestWith(), typicalSession("0123456789abcdef0123456789abcdef")); err != nil {
+		b.Fatal(err)
+	}
+	r := requestWith(rec.Result().Cookies()...)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := st.Load(context.Background(), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// CookieStore keeps the whole session, encrypted, in the browser's
+// cookies, so that replicas share nothing. It cannot revoke a session
+// before it expires: use a RedisStore when that is needed.
+type CookieStore struct {
+	codec *Codec
+	opts  StoreOptions
+}
+
+var _ Store = (*CookieStore)(nil)
+
+// NewCookieStore returns a store writing sessions through c.
+func NewCookieStore(c *Codec, o StoreOptions) *CookieStore {
+	return &CookieStore{codec: c, opts: o.withDefaults()}
+}
+
+// Load decrypts the request's session and enforces its lifetime.
+func (s *CookieStore) Load(_ context.Context, r *http.Request) (*Session, error) {
+	plain, err := s.codec.Decode(r)
+	if err != nil {
+		return nil, err
+	}
+	var sess Session
+	if err := json.Unmarshal(plain, &sess); err != nil {
+		return nil, ErrInvalid
+	}
+	if err := s.opts.check(&sess); err != nil {
+		return nil, err
+	}
+	return &sess, nil
+}
+
+// Save fills in missing timestamps on sess and writes it to the cookies.
+func (s *CookieStore) Save(_ context.Context, w http.ResponseWriter, r *http.Request, sess *Session) error {
+	if err := s.opts.prepare(sess); err != nil {
+		return err
+	}
+	plain, err := json.Marshal(sess)
+	if err != nil {
+		return fmt.Errorf("session: encoding: %w", err)
+	}
+	if err := s.codec.Encode(w, r, plain); err != nil {
+		return fmt.Errorf("session: writing cookie: %w", err)
+	}
+	return nil
+}
+
+// Delete clears the session cookies; there is nothing server-side.
+func (s *CookieStore) Delete(_ context.Context, w http.ResponseWriter, r *http.Request) error {
+	s.codec.Clear(w, r)
+	return nil
+}
+
+// errCannotRevoke tells a back-channel logout that it has no effect here.
+var errCannotRevoke = fmt.Errorf("session: the cookie store cannot revoke sessions (use a redis:// session store): %w", errors.ErrUnsupported)
+
+// RevokeSID fails with errors.ErrUnsupported: cookies cannot be recalled.
+func (s *CookieStore) RevokeSID(context.Context, string, string) error { return errCannotRevoke }
+
+// RevokeSubject fails with errors.ErrUnsupported: cookies cannot be recalled.
+func (s *CookieStore) RevokeSubject(context.Context, string, string) error { return errCannotRevoke }
