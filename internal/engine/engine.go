@@ -9,6 +9,8 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
@@ -144,6 +146,26 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 		}
 	}
 	return res
+}
+
+// SetIdentityHeaders sets the identity headers and, when configured, the
+// signed assertion (audience: the route) that tell an upstream who called.
+// The caller has already stripped any client-sent copies (snap.Strip).
+func SetIdentityHeaders(h http.Header, snap *config.Snapshot, id *identity.Identity, route string) {
+	if id.Username != "" {
+		h.Set(snap.Headers.User, id.Username)
+	}
+	if id.Email != "" {
+		h.Set(snap.Headers.Email, id.Email)
+	}
+	if len(id.Groups) > 0 {
+		h.Set(snap.Headers.Groups, strings.Join(id.Groups, ","))
+	}
+	if snap.Assertion != nil {
+		if tok, err := snap.Assertion.Sign(id, route, time.Now()); err == nil {
+			h.Set(snap.AssertionHeader, tok)
+		}
+	}
 }
 
 // Challenge is the WWW-Authenticate value for a denied result (RFC 6750).

@@ -8,14 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/engine"
 	"github.com/sekisho/sekisho/internal/httperr"
-	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/telemetry"
@@ -95,7 +93,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// forward
 	snap.Strip.Strip(r.Header)
 	if id != nil {
-		setIdentity(r.Header, snap, id, res.RouteName)
+		engine.SetIdentityHeaders(r.Header, snap, id, res.RouteName)
 	}
 	normalize.SetURL(r.URL, res.Path)
 	if rt.Upstream == nil {
@@ -103,25 +101,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.Upstream.ServeHTTP(rec, r)
-}
-
-// setIdentity sets the identity headers and, when configured, the signed
-// assertion for the upstream.
-func setIdentity(h http.Header, snap *config.Snapshot, id *identity.Identity, route string) {
-	if id.Username != "" {
-		h.Set(snap.Headers.User, id.Username)
-	}
-	if id.Email != "" {
-		h.Set(snap.Headers.Email, id.Email)
-	}
-	if len(id.Groups) > 0 {
-		h.Set(snap.Headers.Groups, strings.Join(id.Groups, ","))
-	}
-	if snap.Assertion != nil {
-		if tok, err := snap.Assertion.Sign(id, route, time.Now()); err == nil {
-			h.Set(snap.AssertionHeader, tok)
-		}
-	}
 }
 
 // finish writes the access log line and the request metrics. Neither
