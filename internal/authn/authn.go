@@ -14,6 +14,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/session"
 )
 
 // ErrInvalidCredentials means a credential was presented and rejected: the
@@ -30,7 +31,18 @@ const (
 	SourceAuthorization
 	SourceHeader
 	SourceCookie
+	SourceSession
 )
+
+// ErrUnavailable means the session store cannot answer: the request must be
+// refused with 503, neither treated as anonymous nor let through.
+var ErrUnavailable = errors.New("session store unavailable")
+
+// SessionAuthenticator authenticates a browser session (internal/login). It
+// may write cookies (activity, refreshed tokens) on w.
+type SessionAuthenticator interface {
+	Authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*identity.Identity, error)
+}
 
 // Chain authenticates bearer credentials. It is immutable and part of a
 // config snapshot.
@@ -42,6 +54,12 @@ type Chain struct {
 	// Header and Cookie name extra places a raw token may be sent in.
 	Header string
 	Cookie string
+	// Session authenticates browser sessions when no bearer credential is
+	// presented; nil without browser login.
+	Session SessionAuthenticator
+	// SessionCookie is the session cookie's name (chunks add _1, _2, ...),
+	// never forwarded upstream.
+	SessionCookie string
 	// Now is the clock for API token expiry; default time.Now.
 	Now func() time.Time
 }
@@ -68,16 +86,31 @@ func (c *Chain) Credential(r *http.Request) (string, Source) {
 	return "", SourceNone
 }
 
-// Authenticate returns the identity behind r's credential: (nil, SourceNone,
-// nil) when there is none, an error wrapping ErrInvalidCredentials when one
-// was presented but does not verify. The error's text is safe to log.
-func (c *Chain) Authenticate(ctx context.Context, r *http.Request) (*identity.Identity, Source, error) {
+// Authenticate returns the identity behind r's credential: a bearer
+// credential first, else the browser session. (nil, SourceNone, nil) means
+// anonymous; an error wraps ErrInvalidCredentials when a credential was
+// presented but does not verify, or ErrUnavailable when the session store
+// cannot answer. The error's text is safe to log. w receives session
+// cookie updates.
+func (c *Chain) Authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*identity.Identity, Source, error) {
 	token, src := c.Credential(r)
-	if src == SourceNone {
+	if src != SourceNone {
+		id, err := c.Token(ctx, token)
+		return id, src, err
+	}
+	if c.Session == nil {
 		return nil, SourceNone, nil
 	}
-	id, err := c.Token(ctx, token)
-	return id, src, err
+	id, err := c.Session.Authenticate(ctx, w, r)
+	switch {
+	case err == nil:
+		return id, SourceSession, nil
+	case errors.Is(err, session.ErrUnavailable):
+		return nil, SourceNone, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	default:
+		// No, expired, revoked or unreadable session: sign in again.
+		return nil, SourceNone, nil
+	}
 }
 
 // Token authenticates a bare token: a JWT (three dot-separated parts) by
@@ -120,17 +153,40 @@ func (c *Chain) RemoveCredential(r *http.Request, src Source) {
 	case SourceHeader:
 		r.Header.Del(c.Header)
 	case SourceCookie:
-		removeCookie(r, c.Cookie)
+		removeCookies(r, func(name string) bool { return name == c.Cookie })
 	}
 }
 
-// removeCookie rewrites the Cookie header without the named cookie.
-func removeCookie(r *http.Request, name string) {
-	cookies := r.Cookies()
-	r.Header.Del("Cookie")
-	for _, ck := range cookies {
-		if ck.Name != name {
-			r.AddCookie(ck)
+// RemoveSessionCookies deletes sekisho's own session cookies (every chunk)
+// from r: an upstream has no use for them and must never see them.
+func (c *Chain) RemoveSessionCookies(r *http.Request) {
+	if c.SessionCookie == "" || r.Header.Get("Cookie") == "" {
+		return
+	}
+	base := c.SessionCookie
+	removeCookies(r, func(name string) bool {
+		if name == base {
+			return true
 		}
+		rest, ok := strings.CutPrefix(name, base+"_")
+		return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
+	})
+}
+
+// removeCookies rewrites the Cookie header without the cookies drop names.
+func removeCookies(r *http.Request, drop func(name string) bool) {
+	cookies := r.Cookies()
+	keep := cookies[:0]
+	for _, ck := range cookies {
+		if !drop(ck.Name) {
+			keep = append(keep, ck)
+		}
+	}
+	if len(keep) == len(cookies) {
+		return
+	}
+	r.Header.Del("Cookie")
+	for _, ck := range keep {
+		r.AddCookie(ck)
 	}
 }

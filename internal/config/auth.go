@@ -39,16 +39,16 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 	}
 	if len(f.JWT) > 0 {
 		if prev != nil && prev.Authn != nil && prev.Authn.JWT != nil && reflect.DeepEqual(prev.File.JWT, f.JWT) && prev.ownJWT.Load() {
-			chain.JWT = prev.Authn.JWT
+			chain.JWT = prev.Authn.JWT // ownership moves in takeOver
 		} else {
 			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{HTTPClient: c.opts.HTTPClient, Logger: c.opts.Logger})
 			if err != nil {
 				c.addf([]any{"jwt"}, "%v", err)
 			} else {
 				chain.JWT = a
+				s.ownJWT.Store(true)
 			}
 		}
-		s.ownJWT.Store(chain.JWT != nil)
 	}
 
 	if f.APITokens != nil {

@@ -74,9 +74,14 @@ type Snapshot struct {
 	// Realm is used in WWW-Authenticate challenges.
 	Realm string
 
+	// Auth is browser login; nil without providers.
+	Auth *Auth
+
 	pools []*proxy.Pool
-	// ownJWT is false once a newer snapshot has taken the verifier over.
-	ownJWT atomic.Bool
+	// ownJWT and ownAuth are false once a newer snapshot has taken the
+	// verifier or the login service over.
+	ownJWT  atomic.Bool
+	ownAuth atomic.Bool
 }
 
 // CompiledRoute is what the gateway needs once a request matched a route.
@@ -89,6 +94,8 @@ type CompiledRoute struct {
 	PassCredentials bool
 	// Policy decides; nil only for public routes.
 	Policy *authz.Policy
+	// API routes never redirect to a login page.
+	API bool
 	// Upstream forwards the request; nil for decision-only routes.
 	Upstream http.Handler
 }
@@ -102,6 +109,9 @@ func (s *Snapshot) Close() {
 	}
 	if s.Authn != nil && s.Authn.JWT != nil && s.ownJWT.Load() {
 		s.Authn.JWT.Close()
+	}
+	if s.Auth != nil && s.ownAuth.Load() {
+		s.Auth.close()
 	}
 }
 
@@ -169,7 +179,22 @@ func Parse(data []byte, name, baseDir string, opts Options) (*Snapshot, error) {
 		return nil, &Error{Problems: c.problems}
 	}
 	snap.Source = name
+	snap.takeOver(opts.Previous)
 	return snap, nil
+}
+
+// takeOver moves ownership of the parts s carried over from prev, once s
+// has compiled: from now on s closes them and prev must not.
+func (s *Snapshot) takeOver(prev *Snapshot) {
+	if prev == nil {
+		return
+	}
+	if s.Authn != nil && prev.Authn != nil && s.Authn.JWT != nil && s.Authn.JWT == prev.Authn.JWT && prev.ownJWT.Swap(false) {
+		s.ownJWT.Store(true)
+	}
+	if s.Auth != nil && s.Auth == prev.Auth && prev.ownAuth.Swap(false) {
+		s.ownAuth.Store(true)
+	}
 }
 
 // Decode parses config bytes into a File without compiling it: for settings
@@ -271,6 +296,10 @@ func (c *compiler) compile(f *File) *Snapshot {
 	s.Trust = trust
 	s.Strip = normalize.DefaultIdentityHeaders()
 	c.compileAuth(s, f)
+	c.compileLogin(s, f)
+	if s.Auth != nil && s.Authn != nil {
+		s.Authn.Session, s.Authn.SessionCookie = s.Auth.Login, s.Auth.cookie
+	}
 	env, err := authz.NewEnv()
 	if err != nil {
 		c.addf(nil, "policy engine: %v", err)
@@ -292,7 +321,7 @@ func (c *compiler) compile(f *File) *Snapshot {
 		} else {
 			names[r.Name] = i
 		}
-		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials}
+		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API}
 		c.compilePolicy(env, r, compiled, at)
 		compiled.Upstream = c.pool(s, r, at)
 		rules = append(rules, route.Rule[*CompiledRoute]{

@@ -9,6 +9,8 @@ import (
 
 	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/devidp"
+	"github.com/sekisho/sekisho/internal/login"
 )
 
 // File is the YAML configuration as the user writes it. It is only the
@@ -26,7 +28,47 @@ type File struct {
 	Credentials      Credentials            `yaml:"credentials"`
 	UpstreamIdentity UpstreamIdentity       `yaml:"upstream_identity"`
 
+	// Providers enable browser login (OIDC authorization code flow).
+	Providers []Provider `yaml:"providers"`
+	Session   Session    `yaml:"session"`
+	Login     Login      `yaml:"login"`
+
 	Routes []Route `yaml:"routes"`
+}
+
+// Provider is an OIDC provider for browser login, or, with builtin, the
+// development provider served by sekisho itself.
+type Provider struct {
+	login.ProviderConfig `yaml:",inline"`
+	Builtin              *Builtin `yaml:"builtin"`
+}
+
+// Builtin configures the built-in development identity provider.
+type Builtin struct {
+	devidp.Config `yaml:",inline"`
+	// Issuer is the URL browsers reach the provider at; by default it is
+	// derived from the loopback listener (http://127.0.0.1:8080/.sekisho/dev/NAME).
+	Issuer string `yaml:"issuer"`
+}
+
+// Session configures browser sessions.
+type Session struct {
+	Cookie string `yaml:"cookie"`
+	// SecretFile holds the cookie encryption keys, one per line, the first
+	// current (rotation). Without it a random key is made at start.
+	SecretFile  string        `yaml:"secret_file"`
+	TTL         time.Duration `yaml:"ttl"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// Store is "cookie" (default) or a redis:// or rediss:// URL.
+	Store  string `yaml:"store"`
+	Domain string `yaml:"domain"`
+}
+
+// Login configures the login endpoints.
+type Login struct {
+	PathPrefix             string   `yaml:"path_prefix"`
+	AllowedRedirectDomains []string `yaml:"allowed_redirect_domains"`
+	PostLogoutRedirect     string   `yaml:"post_logout_redirect"`
 }
 
 // APITokens points at the file of hashed API tokens (name, hash, groups,
@@ -116,8 +158,10 @@ type Route struct {
 	AllowEncodedSlash bool          `yaml:"allow_encoded_slash"`
 	Public            bool          `yaml:"public"`
 	PassCredentials   bool          `yaml:"pass_credentials"`
-	Allow             []authz.Rule  `yaml:"allow"`
-	Deny              []authz.Rule  `yaml:"deny"`
+	// API marks a route for programs: no login redirect, always 401.
+	API   bool         `yaml:"api"`
+	Allow []authz.Rule `yaml:"allow"`
+	Deny  []authz.Rule `yaml:"deny"`
 }
 
 // Match selects the requests a route serves. All given conditions must hold.

@@ -28,6 +28,9 @@ type Options struct {
 	Identity *identity.Identity
 	// Explain records every rule evaluated in Result.Steps.
 	Explain bool
+	// ResponseWriter receives session cookie updates (activity, refreshed
+	// tokens); nil drops them.
+	ResponseWriter http.ResponseWriter
 }
 
 // Outcome classifies a result.
@@ -41,6 +44,7 @@ const (
 	Unauthenticated         // 401: no credentials, or credentials the route's policy needs and does not have
 	InvalidToken            // 401: credentials presented but rejected
 	Forbidden               // 403: authenticated, not allowed
+	Unavailable             // 503: the session store cannot answer; fail closed
 )
 
 // Status is the HTTP status of an outcome (200 for Allowed).
@@ -54,6 +58,8 @@ func (o Outcome) Status() int {
 		return http.StatusUnauthorized
 	case Forbidden:
 		return http.StatusForbidden
+	case Unavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusOK
 }
@@ -121,8 +127,17 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	// authenticate
 	id := o.Identity
 	if id == nil {
-		id, res.Source, err = snap.Authn.Authenticate(ctx, r)
-		if err != nil {
+		w := o.ResponseWriter
+		if w == nil {
+			w = discard{}
+		}
+		id, res.Source, err = snap.Authn.Authenticate(ctx, w, r)
+		switch {
+		case errors.Is(err, authn.ErrUnavailable):
+			res.Outcome, res.Message = Unavailable, "Sessions cannot be checked right now. Please try again shortly."
+			res.Reason = err.Error()
+			return res
+		case err != nil:
 			res.Outcome, res.Message = InvalidToken, "The credentials presented are not valid."
 			res.Reason = err.Error()
 			return res
@@ -167,6 +182,27 @@ func SetIdentityHeaders(h http.Header, snap *config.Snapshot, id *identity.Ident
 		}
 	}
 }
+
+// WantsLogin reports whether a denied request should be sent to sign in
+// rather than answered 401: browser login is configured, the route is not
+// for programs (api: true), and the request is a browser navigation (GET or
+// HEAD asking for HTML).
+func (res *Result) WantsLogin(snap *config.Snapshot, r *http.Request) bool {
+	if res.Outcome != Unauthenticated || snap.Auth == nil || res.Route == nil || res.Route.API {
+		return false
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// discard is the ResponseWriter for callers that cannot relay cookies.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 // Challenge is the WWW-Authenticate value for a denied result (RFC 6750).
 func (res *Result) Challenge(realm string) string {

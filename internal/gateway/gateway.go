@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/engine"
 	"github.com/sekisho/sekisho/internal/httperr"
@@ -64,25 +66,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if r.URL.Path == JWKSPath && snap.Assertion != nil {
-		snap.Assertion.JWKSHandler().ServeHTTP(rec, r)
-		return
-	}
-
 	fwd := snap.Trust.Forwarded(r)
 	info.ClientIP, info.Proto, info.Host, info.ForwardedFor = fwd.ClientIP, fwd.Proto, fwd.Host, fwd.For
 
+	// sekisho's own endpoints (login, the built-in provider, assertion keys)
+	// answer before routing, on the canonical path.
+	if strings.HasPrefix(r.URL.Path, "/.") && g.ownEndpoint(rec, r, snap, info) {
+		return
+	}
+
 	// normalize → route → authenticate → authorize
-	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP})
+	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP, ResponseWriter: rec})
 	info.Route, info.Reason = res.RouteName, res.Reason
 	if res.Identity != nil {
 		info.User = res.Identity.Username
 	}
 	if res.Outcome != engine.Allowed {
-		if c := res.Challenge(snap.Realm); c != "" {
-			rec.Header().Set("WWW-Authenticate", c)
-		}
-		httperr.Write(rec, r, res.Outcome.Status(), res.Message)
+		g.deny(rec, r, snap, &res)
 		return
 	}
 	rt, id := res.Route, res.Identity
@@ -92,6 +92,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// forward
 	snap.Strip.Strip(r.Header)
+	snap.Authn.RemoveSessionCookies(r)
 	if id != nil {
 		engine.SetIdentityHeaders(r.Header, snap, id, res.RouteName)
 	}
@@ -101,6 +102,56 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.Upstream.ServeHTTP(rec, r)
+}
+
+// deny answers a request the pipeline refused: a browser without a session
+// goes to sign in, everyone else gets the status with a short page.
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, snap *config.Snapshot, res *engine.Result) {
+	if res.WantsLogin(snap, r) {
+		snap.Auth.Login.StartLogin(w, r)
+		return
+	}
+	if c := res.Challenge(snap.Realm); c != "" {
+		w.Header().Set("WWW-Authenticate", c)
+	}
+	if res.Outcome == engine.Forbidden && res.Source == authn.SourceSession {
+		prefix := snap.Auth.Login.PathPrefix()
+		httperr.WriteActions(w, r, http.StatusForbidden, res.Message,
+			httperr.Action{Label: "Sign out or switch account", URL: prefix + "/sign_out", Method: http.MethodPost})
+		return
+	}
+	httperr.Write(w, r, res.Outcome.Status(), res.Message)
+}
+
+// ownEndpoint serves sekisho's endpoints under "/.": the assertion JWKS,
+// the built-in providers and the login endpoints. It reports whether it
+// answered.
+func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *config.Snapshot, info *reqinfo.Info) bool {
+	p, err := normalize.Request(r)
+	if err != nil {
+		return false // the pipeline answers 400
+	}
+	switch {
+	case p.Path == JWKSPath && snap.Assertion != nil:
+		info.Route = "sekisho:jwks"
+		snap.Assertion.JWKSHandler().ServeHTTP(w, r)
+		return true
+	case snap.Auth == nil:
+		return false
+	case strings.HasPrefix(p.Path, config.DevIDPPrefix):
+		for mount, dev := range snap.Auth.DevIDPs {
+			if strings.HasPrefix(p.Path+"/", mount) {
+				info.Route = "sekisho:dev-idp"
+				dev.Handler().ServeHTTP(w, r)
+				return true
+			}
+		}
+	case snap.Auth.Login.Owns(p.Path):
+		info.Route = "sekisho:login"
+		snap.Auth.Login.ServeHTTP(w, r)
+		return true
+	}
+	return false
 }
 
 // finish writes the access log line and the request metrics. Neither

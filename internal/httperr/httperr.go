@@ -21,6 +21,16 @@ type Body struct {
 	Message   string `json:"message,omitempty"`
 	Route     string `json:"route,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// Actions are what the person can do next (sign out, switch account).
+	Actions []Action `json:"actions,omitempty"`
+}
+
+// Action is a button on the error page: a POST form when Method is POST
+// (state-changing actions such as sign-out), else a link.
+type Action struct {
+	Label  string `json:"label"`
+	URL    string `json:"url"`
+	Method string `json:"method,omitempty"`
 }
 
 var page = template.Must(template.New("error").Parse(`<!doctype html>
@@ -31,6 +41,7 @@ var page = template.Must(template.New("error").Parse(`<!doctype html>
 <h1>{{.Status}} {{.Error}}</h1>
 {{if .Message}}<p>{{.Message}}</p>{{end}}
 <dl>{{if .Route}}<dt>Route</dt><dd><code>{{.Route}}</code></dd>{{end}}{{if .RequestID}}<dt>Request id</dt><dd><code>{{.RequestID}}</code></dd>{{end}}</dl>
+{{range .Actions}}{{if eq .Method "POST"}}<form method="post" action="{{.URL}}"><button type="submit">{{.Label}}</button></form>{{else}}<p><a href="{{.URL}}">{{.Label}}</a></p>{{end}}{{end}}
 </main></body></html>
 `))
 
@@ -38,7 +49,12 @@ var page = template.Must(template.New("error").Parse(`<!doctype html>
 // contain secrets: it is shown to the client. The answer is JSON when the
 // client prefers JSON, a small HTML page otherwise.
 func Write(w http.ResponseWriter, r *http.Request, status int, message string) {
-	b := Body{Status: status, Error: http.StatusText(status), Message: message}
+	WriteActions(w, r, status, message)
+}
+
+// WriteActions is Write with buttons for what to do next.
+func WriteActions(w http.ResponseWriter, r *http.Request, status int, message string, actions ...Action) {
+	b := Body{Status: status, Error: http.StatusText(status), Message: message, Actions: actions}
 	if info := reqinfo.From(r.Context()); info != nil {
 		b.Route = info.Route
 		b.RequestID = info.ID

@@ -47,6 +47,10 @@ type Options struct {
 	Codec *session.Codec
 	// SessionTTL is the absolute session lifetime (default 12h).
 	SessionTTL time.Duration
+	// IdleTimeout ends a session unused for this long (0: never). The store
+	// enforces it on load; Authenticate moves LastSeen forward in coarse
+	// steps so an active session is not rewritten on every request.
+	IdleTimeout time.Duration
 	// RefreshAhead refreshes tokens expiring within this much time, in the
 	// background; default a quarter of the token lifetime, at least 30s.
 	RefreshAhead time.Duration
@@ -70,6 +74,7 @@ type Service struct {
 	store        session.Store
 	codec        *session.Codec
 	ttl          time.Duration
+	idle         time.Duration
 	ahead        time.Duration
 	client       *http.Client
 	log          *slog.Logger
@@ -113,6 +118,7 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 		store:     o.Store,
 		codec:     o.Codec,
 		ttl:       o.SessionTTL,
+		idle:      o.IdleTimeout,
 		ahead:     o.RefreshAhead,
 		client:    o.HTTPClient,
 		log:       o.Logger,
@@ -195,6 +201,9 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	}
 	return s, nil
 }
+
+// PathPrefix is where the login endpoints live, for links to them.
+func (s *Service) PathPrefix() string { return s.prefix }
 
 // Owns reports whether path is one of the login endpoints, so the gateway
 // can hand the request over before routing and authorization.

@@ -31,6 +31,9 @@ type ProviderConfig struct {
 	// ClientSecretFile holds the client secret, so that the config file
 	// never carries it. Empty means a public client (PKCE only).
 	ClientSecretFile string `yaml:"client_secret_file"`
+	// ClientSecret is set in code only, for the built-in provider whose
+	// secret is made at start; config files name a file instead.
+	ClientSecret string `yaml:"-"`
 	// Scopes default to [openid, email, profile]; "openid" is always sent.
 	// The seed's Envoy OAuth2 filter could not change them; here they are
 	// the operator's choice.
@@ -130,6 +133,8 @@ func compileProvider(c ProviderConfig, callbackPath string) (*provider, error) {
 			return nil, fmt.Errorf("client_secret_file: %s is empty", c.ClientSecretFile)
 		}
 		p.clientSecret = string(secret)
+	} else {
+		p.clientSecret = c.ClientSecret
 	}
 
 	scopes := c.Scopes

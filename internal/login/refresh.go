@@ -51,6 +51,13 @@ func (s *Service) Authenticate(ctx context.Context, w http.ResponseWriter, r *ht
 		return nil, fmt.Errorf("%w: unknown provider %q", session.ErrInvalid, sess.Provider)
 	}
 	now := s.now()
+	if s.idle > 0 && sess.Touch(now, s.idle) {
+		if err := s.store.Save(ctx, w, r, sess); errors.Is(err, session.ErrRevoked) {
+			return nil, err
+		} else if err != nil {
+			s.log.Warn("recording session activity failed", "error", err)
+		}
+	}
 	if e, ok := s.refreshed.get(sess.ID); ok {
 		switch {
 		case e.failed(sess):

@@ -37,7 +37,8 @@ type RedisStore struct {
 var _ Store = (*RedisStore)(nil)
 
 // NewRedisStore connects to a redis:// or rediss:// URL and checks that
-// Redis answers. Timeouts are short (dial 1s, read/write 500ms) unless the
+// Redis answers; when it does not, the store is returned anyway with an
+// error wrapping ErrUnavailable, and works once Redis is up. Timeouts are short (dial 1s, read/write 500ms) unless the
 // URL sets them, and failures are not retried, so a dead Redis costs a
 // request at most about a second.
 func NewRedisStore(ctx context.Context, rawURL string, c *Codec, o StoreOptions) (*RedisStore, error) {
@@ -71,11 +72,13 @@ func NewRedisStore(ctx context.Context, rawURL string, c *Codec, o StoreOptions)
 		ro.DialerRetries = 1
 	}
 	client := redis.NewClient(ro)
+	store := &RedisStore{client: client, codec: c, opts: o.withDefaults()}
 	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return nil, unavailable("connecting to "+ro.Addr, err)
+		// The store is usable as soon as Redis answers: a gateway starting
+		// before its Redis must not refuse to start, only fail closed.
+		return store, unavailable("connecting to "+ro.Addr, err)
 	}
-	return &RedisStore{client: client, codec: c, opts: o.withDefaults()}, nil
+	return store, nil
 }
 
 // Close releases the connections.

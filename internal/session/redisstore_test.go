@@ -360,7 +360,13 @@ func TestNewRedisStoreErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewRedisStore(context.Background(), tt.url, codec, StoreOptions{})
+			st, err := NewRedisStore(context.Background(), tt.url, codec, StoreOptions{})
+			if (st != nil) != tt.unavailable {
+				t.Fatalf("store returned = %v; a store is returned exactly when Redis is only unavailable", st != nil)
+			}
+			if st != nil {
+				st.Close()
+			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want error containing %q", err, tt.want)
 			}

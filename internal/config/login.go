@@ -1,0 +1,238 @@
+package config
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"reflect"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/devidp"
+	"github.com/sekisho/sekisho/internal/login"
+	"github.com/sekisho/sekisho/internal/session"
+)
+
+// DevIDPPrefix is where built-in providers are served: DevIDPPrefix + name.
+const DevIDPPrefix = "/.sekisho/dev/"
+
+// Auth is the browser-login part of a snapshot: the login service, its
+// session store and the built-in providers. It is kept across reloads that
+// do not change providers, session, login or listen, so a reload neither
+// logs everyone out nor forgets logins in progress.
+type Auth struct {
+	Login *login.Service
+	// DevIDPs maps a mount path (DevIDPPrefix + name + "/") to a built-in provider.
+	DevIDPs map[string]*devidp.Provider
+
+	key    authKey
+	cookie string
+	cancel context.CancelFunc
+	redis  *session.RedisStore
+}
+
+// authKey is the configuration an Auth was built from.
+type authKey struct {
+	Providers []Provider
+	Session   Session
+	Login     Login
+	Listen    Listen
+}
+
+func (a *Auth) close() {
+	a.cancel()
+	if a.redis != nil {
+		_ = a.redis.Close()
+	}
+}
+
+// compileLogin builds (or carries over) the login service.
+func (c *compiler) compileLogin(s *Snapshot, f *File) {
+	if len(f.Providers) == 0 {
+		for _, key := range []string{"session", "login"} {
+			if n := nodeAt(c.root, key); n != nil && n != nodeAt(c.root) {
+				c.addf([]any{key}, "%s: is set but no providers: are configured (browser login is off)", key)
+			}
+		}
+		return
+	}
+	f.Session.SecretFile = c.path(f.Session.SecretFile)
+	for i := range f.Providers {
+		f.Providers[i].ClientSecretFile = c.path(f.Providers[i].ClientSecretFile)
+	}
+	key := authKey{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen}
+	if prev := c.opts.Previous; prev != nil && prev.Auth != nil && reflect.DeepEqual(prev.Auth.key, key) && prev.ownAuth.Load() {
+		s.Auth = prev.Auth // ownership moves in takeOver
+		return
+	}
+	n := len(c.problems)
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Auth{key: key, cancel: cancel, DevIDPs: map[string]*devidp.Provider{}}
+	defer func() {
+		if len(c.problems) > n {
+			a.close()
+		}
+	}()
+
+	secure := f.Listen.HTTPS != ""
+	codec := c.sessionCodec(f, secure)
+	store := c.sessionStore(ctx, f, codec, a)
+	transport := http.DefaultTransport
+	providers := make([]login.ProviderConfig, len(f.Providers))
+	for i := range f.Providers {
+		p := f.Providers[i]
+		at := []any{"providers", i}
+		if p.Builtin != nil {
+			dev, ok := c.builtin(ctx, f, &p, at, secure)
+			if !ok {
+				continue
+			}
+			a.DevIDPs[DevIDPPrefix+p.Name+"/"] = dev
+			transport = dev.Transport(transport)
+		}
+		providers[i] = p.ProviderConfig
+	}
+	if len(c.problems) > n || codec == nil || store == nil {
+		return
+	}
+	svc, err := login.New(ctx, providers, login.Options{
+		PathPrefix:             f.Login.PathPrefix,
+		AllowedRedirectDomains: f.Login.AllowedRedirectDomains,
+		PostLogoutRedirect:     f.Login.PostLogoutRedirect,
+		Store:                  store,
+		Codec:                  codec,
+		SessionTTL:             f.Session.TTL,
+		IdleTimeout:            f.Session.IdleTimeout,
+		HTTPClient:             &http.Client{Transport: transport, Timeout: 15 * time.Second},
+		Logger:                 c.opts.Logger,
+	})
+	if err != nil {
+		c.addf([]any{"providers"}, "%v", err)
+		return
+	}
+	a.Login = svc
+	a.cookie = orDefault(f.Session.Cookie, "_sekisho")
+	s.Auth = a
+	s.ownAuth.Store(true)
+}
+
+func (c *compiler) sessionCodec(f *File, secure bool) *session.Codec {
+	var keys [][]byte
+	if f.Session.SecretFile != "" {
+		k, err := session.LoadKeys(f.Session.SecretFile)
+		if err != nil {
+			c.addf([]any{"session", "secret_file"}, "%v", err)
+			return nil
+		}
+		keys = k
+	} else {
+		k := make([]byte, session.KeySize)
+		if _, err := rand.Read(k); err != nil {
+			c.addf([]any{"session"}, "generate a session key: %v", err)
+			return nil
+		}
+		keys = [][]byte{k}
+		c.opts.Logger.Warn("session.secret_file is not set: sessions are encrypted with a random key made at start and end when sekisho restarts; replicas cannot share them")
+	}
+	ttl := f.Session.TTL
+	if ttl == 0 {
+		ttl = 12 * time.Hour
+	}
+	codec, err := session.NewCodec(session.CodecOptions{
+		Name:   orDefault(f.Session.Cookie, "_sekisho"),
+		Keys:   keys,
+		Secure: secure,
+		Domain: f.Session.Domain,
+		MaxAge: ttl,
+	})
+	if err != nil {
+		c.addf([]any{"session"}, "%v", err)
+		return nil
+	}
+	return codec
+}
+
+func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Codec, a *Auth) session.Store {
+	if codec == nil {
+		return nil
+	}
+	opts := session.StoreOptions{TTL: f.Session.TTL, IdleTimeout: f.Session.IdleTimeout}
+	switch st := f.Session.Store; {
+	case st == "" || st == "cookie":
+		return session.NewCookieStore(codec, opts)
+	default:
+		rs, err := session.NewRedisStore(ctx, st, codec, opts)
+		if rs == nil {
+			c.addf([]any{"session", "store"}, "%v", err)
+			return nil
+		}
+		if err != nil {
+			c.opts.Logger.Warn("the session store does not answer yet; protected routes answer 503 until it does", "error", err.Error())
+		}
+		a.redis = rs
+		return rs
+	}
+}
+
+// builtin starts a built-in development provider for p and fills in the
+// issuer and client the login flow uses to reach it.
+func (c *compiler) builtin(ctx context.Context, f *File, p *Provider, at []any, secure bool) (*devidp.Provider, bool) {
+	if p.Issuer != "" || p.ClientID != "" || p.ClientSecretFile != "" {
+		c.addf(at, "a builtin provider sets its own issuer and client: remove issuer, client_id and client_secret_file (or builtin.issuer for the URL)")
+		return nil, false
+	}
+	if p.Name == "" {
+		c.addf(at, "a provider needs a name")
+		return nil, false
+	}
+	addr := f.Listen.HTTP
+	scheme := "http"
+	if secure {
+		addr, scheme = f.Listen.HTTPS, "https"
+	}
+	if err := devidp.CheckListener(addr, p.Builtin.AllowNonLoopback); err != nil {
+		c.addf(append(at, "builtin"), "%v", err)
+		return nil, false
+	}
+	issuer := p.Builtin.Issuer
+	var origins []string
+	if issuer == "" {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || port == "0" {
+			c.addf(append(at, "builtin"), "set builtin.issuer to the URL browsers reach sekisho at (the listener %q does not name one)", addr)
+			return nil, false
+		}
+		origins = []string{scheme + "://" + net.JoinHostPort(host, port)}
+		if host == "127.0.0.1" || host == "localhost" {
+			// Browsers use either name; register both callbacks.
+			origins = []string{scheme + "://" + net.JoinHostPort("127.0.0.1", port), scheme + "://" + net.JoinHostPort("localhost", port)}
+		}
+		issuer = origins[0] + DevIDPPrefix + p.Name
+	} else {
+		u, err := parseUpstream(issuer)
+		if err != nil || u.Host == "" {
+			c.addf(append(at, "builtin", "issuer"), "%q is not an absolute URL", issuer)
+			return nil, false
+		}
+		origins = []string{u.Scheme + "://" + u.Host}
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		c.addf(at, "generate a client secret: %v", err)
+		return nil, false
+	}
+	prefix := orDefault(f.Login.PathPrefix, "/.sekisho")
+	client := devidp.Client{ID: "sekisho", Secret: fmt.Sprintf("%x", secret)}
+	for _, o := range origins {
+		client.RedirectURIs = append(client.RedirectURIs, o+prefix+"/callback")
+		client.PostLogoutRedirectURIs = append(client.PostLogoutRedirectURIs, o+orDefault(f.Login.PostLogoutRedirect, prefix+"/signed_out"))
+	}
+	dev, err := devidp.New(ctx, issuer, p.Builtin.Config, []devidp.Client{client}, devidp.Options{Logger: c.opts.Logger})
+	if err != nil {
+		c.addf(append(at, "builtin"), "%v", err)
+		return nil, false
+	}
+	p.Issuer, p.ClientID, p.ClientSecret = dev.Issuer(), client.ID, client.Secret
+	return dev, true
+}
