@@ -238,3 +238,82 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLoginConfigProblems(t *testing.T) {
+	routes := "routes:\n  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}\n"
+	tests := []struct {
+		name, src string
+		want      []string
+	}{
+		{"session without providers", "listen: {http: '127.0.0.1:0'}\nsession: {ttl: 1h}\n" + routes, []string{"session", "no providers"}},
+		{"builtin on all interfaces", "listen: {http: ':8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{"providers[0].builtin"}},
+		{"builtin with issuer", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, issuer: 'https://x', builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{"sets its own issuer"}},
+		{"builtin without users", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {}}]\n" + routes, []string{"providers[0].builtin"}},
+		{"bad session store", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nsession: {store: 'memcached://x'}\n" + routes, []string{"session.store"}},
+		{"missing secret file", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nsession: {secret_file: /nonexistent/key}\n" + routes, []string{"session.secret_file"}},
+		{"typo in provider", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, scopess: [openid], builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{`did you mean "scopes"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, tt.src)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestCarryOver checks that a reload keeps the JWT verifier and the login
+// service when their settings did not change, that the old snapshot then no
+// longer closes them, and that a failed reload takes nothing away.
+func TestCarryOver(t *testing.T) {
+	src := `
+listen: {http: "127.0.0.1:18999"}
+jwt: [{issuer: "https://127.0.0.1:1", audiences: [x]}]
+providers: [{name: dev, builtin: {users: [{email: a@example.com, password: x}]}}]
+routes:
+  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
+`
+	a, err := Parse([]byte(src), "a.yaml", ".", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := src + "  - {name: b, match: {path: /b}, to: builtin:echo, alow: []}\n"
+	if _, err := Parse([]byte(bad), "bad.yaml", ".", Options{Previous: a}); err == nil {
+		t.Fatal("bad config accepted")
+	}
+	if !a.ownJWT.Load() || !a.ownAuth.Load() {
+		t.Fatal("a failed reload took ownership away from the running snapshot")
+	}
+	b, err := Parse([]byte(src+"  - {name: b, match: {path: /b}, to: builtin:echo, public: true}\n"), "b.yaml", ".", Options{Previous: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Authn.JWT != a.Authn.JWT || b.Auth != a.Auth {
+		t.Fatal("unchanged JWT and login settings were rebuilt instead of carried over")
+	}
+	if a.ownJWT.Load() || a.ownAuth.Load() || !b.ownJWT.Load() || !b.ownAuth.Load() {
+		t.Fatal("ownership did not move to the new snapshot")
+	}
+	a.Close() // must not close what b uses
+	if b.Auth.Login == nil {
+		t.Fatal("login gone")
+	}
+	c, err := Parse([]byte(strings.Replace(src, "audiences: [x]", "audiences: [y]", 1)), "c.yaml", ".", Options{Previous: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Authn.JWT == b.Authn.JWT {
+		t.Fatal("a changed jwt section reused the old verifier")
+	}
+	if c.Auth != b.Auth {
+		t.Fatal("unchanged login settings were rebuilt")
+	}
+}

@@ -234,5 +234,8 @@ func (c *compiler) builtin(ctx context.Context, f *File, p *Provider, at []any, 
 		return nil, false
 	}
 	p.Issuer, p.ClientID, p.ClientSecret = dev.Issuer(), client.ID, client.Secret
+	if p.Claims.Username == "" {
+		p.Claims.Username = "email" // the built-in subjects ("dev|alice@…") are not for people
+	}
 	return dev, true
 }
