@@ -198,36 +198,55 @@ func (c *Codec) Encode(w http.ResponseWriter, r *http.Request, plaintext []byte)
 // returns ErrNoSession when there is no session cookie and ErrInvalid for
 // anything else that is wrong with them.
 func (c *Codec) Decode(r *http.Request) ([]byte, error) {
+	values, err := c.chunkValues(r)
+	if err != nil {
+		return nil, err
+	}
+	return c.openChunks(values)
+}
+
+// chunkValues returns the values of the request's session cookie chunks, in
+// order, checked for count and size but not yet decrypted.
+func (c *Codec) chunkValues(r *http.Request) ([]string, error) {
 	// Parse the Cookie header once; chunks[i] is the first cookie named
 	// like chunk i, up to one past the limit.
-	chunks := make([]*http.Cookie, c.maxChunks+1)
+	chunks := make([]string, c.maxChunks+1)
+	found := make([]bool, c.maxChunks+1)
 	for _, ck := range r.Cookies() {
-		if i, ok := c.chunkIndex(ck.Name); ok && i <= c.maxChunks && chunks[i] == nil {
-			chunks[i] = ck
+		if i, ok := c.chunkIndex(ck.Name); ok && i <= c.maxChunks && !found[i] {
+			chunks[i], found[i] = ck.Value, true
 		}
 	}
-	if chunks[0] == nil {
+	if !found[0] {
 		return nil, ErrNoSession
 	}
-	n, size := 0, 0
-	for ; n <= c.maxChunks && chunks[n] != nil; n++ {
-		size += len(chunks[n].Value)
-		if len(chunks[n].Value) > chunkSize {
+	n := 0
+	for ; n <= c.maxChunks && found[n]; n++ {
+		if len(chunks[n]) > chunkSize {
 			return nil, ErrInvalid
 		}
 	}
 	if n > c.maxChunks {
 		return nil, ErrInvalid
 	}
+	return chunks[:n], nil
+}
+
+// openChunks decodes and decrypts chunk values.
+func (c *Codec) openChunks(values []string) ([]byte, error) {
+	n, size := len(values), 0
+	for _, v := range values {
+		size += len(v)
+	}
 	// Every chunk but the last is full, as Encode writes them, so each
 	// decodes on its own.
 	sealed := make([]byte, 0, cookieEncoding.DecodedLen(size))
-	for i, ck := range chunks[:n] {
-		if i < n-1 && len(ck.Value) != chunkSize {
+	for i, v := range values {
+		if i < n-1 && len(v) != chunkSize {
 			return nil, ErrInvalid
 		}
 		var err error
-		if sealed, err = cookieEncoding.AppendDecode(sealed, []byte(ck.Value)); err != nil {
+		if sealed, err = cookieEncoding.AppendDecode(sealed, []byte(v)); err != nil {
 			return nil, ErrInvalid
 		}
 	}

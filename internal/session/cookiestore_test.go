@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -343,5 +344,54 @@ func TestTypicalSessionCookieSize(t *testing.T) {
 	t.Logf("typical session: %d bytes JSON, %d cookies, %d bytes of Set-Cookie", len(plain), len(cookies), total)
 	if len(cookies) > 2 {
 		t.Fatalf("typical session needs %d cookies; more than 2 risks proxy header limits", len(cookies))
+	}
+}
+
+// TestCookieStoreDecodedCache: repeated loads of one cookie are served from
+// the cache, yet expiry still applies, callers get their own copy, a
+// tampered cookie never hits, and the cache stays bounded.
+func TestCookieStoreDecodedCache(t *testing.T) {
+	clk := newClock()
+	st := NewCookieStore(newCodec(t, CodecOptions{}), StoreOptions{TTL: time.Hour, Now: clk.Now})
+	rec := httptest.NewRecorder()
+	if err := st.Save(context.Background(), rec, requestWith(), typicalSession("s1")); err != nil {
+		t.Fatal(err)
+	}
+	cookies := rec.Result().Cookies()
+	load := func(cs ...*http.Cookie) (*Session, error) {
+		return st.Load(context.Background(), requestWith(cs...))
+	}
+	first, err := load(cookies...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.LastSeen = time.Time{} // a caller's change must not reach the cache
+	if len(st.decoded.m) != 1 {
+		t.Fatalf("cache holds %d entries after one load, want 1", len(st.decoded.m))
+	}
+	again, err := load(cookies...)
+	if err != nil || again.LastSeen.IsZero() || again == first {
+		t.Fatalf("cached load: %v, LastSeen %v, same pointer %v", err, again.LastSeen, again == first)
+	}
+
+	tampered := *cookies[0]
+	b := []byte(tampered.Value)
+	b[len(b)/2] ^= 1
+	tampered.Value = string(b)
+	if _, err := load(append([]*http.Cookie{&tampered}, cookies[1:]...)...); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("tampered cookie: %v, want ErrInvalid", err)
+	}
+
+	clk.Advance(time.Hour)
+	if _, err := load(cookies...); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired session from the cache: %v, want ErrExpired", err)
+	}
+
+	small := newDecodedCache(2)
+	for i := range 5 {
+		small.put([]string{fmt.Sprint(i)}, Session{ID: fmt.Sprint(i)})
+	}
+	if len(small.m) > 2 {
+		t.Fatalf("cache grew to %d entries, bound 2", len(small.m))
 	}
 }
