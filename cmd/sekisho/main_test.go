@@ -68,11 +68,9 @@ func (l *lockedBuffer) String() string {
 }
 
 type proc struct {
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	done   chan error
-	admin  string
-	listen string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan error
 }
 
 func start(t *testing.T, args ...string) *proc {
