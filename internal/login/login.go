@@ -215,7 +215,10 @@ func (s *Service) Owns(path string) bool {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer browsers send
+	// "Origin: null" on the sign-out form's POST, which the cross-site check
+	// must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 	switch strings.TrimPrefix(r.URL.Path, s.prefix) {
 	case pathSignIn:

@@ -67,8 +67,11 @@ func (s *Service) serveSignOut(w http.ResponseWriter, r *http.Request) {
 
 // crossOrigin reports a sign-out POST sent from another site.
 func crossOrigin(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
 		return true
+	case "same-origin", "none":
+		return false
 	}
 	o := r.Header.Get("Origin")
 	if o == "" {

@@ -35,7 +35,7 @@ func TestSignOut(t *testing.T) {
 		t.Fatal("GET sign_out cleared the session")
 	}
 	// A cross-site POST is refused.
-	for _, hdr := range [][]string{{"Origin", "http://evil.example"}, {"Origin", "null"}, {"Sec-Fetch-Site", "cross-site"}} {
+	for _, hdr := range [][]string{{"Origin", "http://evil.example"}, {"Origin", "null"}, {"Sec-Fetch-Site", "cross-site"}, {"Sec-Fetch-Site", "same-site"}} {
 		resp, _ = do(t, b.noFollow(), http.MethodPost, h.gw.URL+"/.sekisho/sign_out", url.Values{}, hdr...)
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("POST sign_out with %s: %s = %d, want 403", hdr[0], hdr[1], resp.StatusCode)
@@ -45,6 +45,11 @@ func TestSignOut(t *testing.T) {
 		t.Fatalf("still signed in after refused sign-outs? userinfo %d", resp.StatusCode)
 	}
 
+	// The confirmation page must not make browsers send "Origin: null" on
+	// its own form (Referrer-Policy: no-referrer does).
+	if rp := resp.Header.Get("Referrer-Policy"); rp == "no-referrer" {
+		t.Errorf("sign-out page Referrer-Policy %q makes the browser's own POST look cross-origin", rp)
+	}
 	resp, _ = do(t, b.noFollow(), http.MethodPost, h.gw.URL+"/.sekisho/sign_out", url.Values{}, "Origin", h.gw.URL)
 	if _, cleared := sessionCookieSet(resp); resp.StatusCode != http.StatusSeeOther || !cleared {
 		t.Fatalf("POST sign_out: %d, cookie cleared %v", resp.StatusCode, cleared)
