@@ -42,7 +42,7 @@ func TestNewValidates(t *testing.T) {
 		{"no name", func(p *ProviderConfig) { p.Name = "" }, nil, "providers[0] (): name: is required"},
 		{"bad name", func(p *ProviderConfig) { p.Name = "a b" }, nil, `providers[0] (a b): name: "a b" must be`},
 		{"no issuer", func(p *ProviderConfig) { p.Issuer = "" }, nil, "providers[0] (corp): issuer: is required"},
-		{"http issuer", func(p *ProviderConfig) { p.Issuer = "http://idp.example.com" }, nil, "providers[0] (corp): issuer: \"http://idp.example.com\": must be https"},
+		{"http issuer", func(p *ProviderConfig) { p.Issuer = "http://idp.example.com" }, nil, "providers[0] (corp): issuer: \"http://idp.example.com\": keys must be fetched over https"},
 		{"relative issuer", func(p *ProviderConfig) { p.Issuer = "idp.example.com" }, nil, "issuer: \"idp.example.com\" is not an absolute URL"},
 		{"no client_id", func(p *ProviderConfig) { p.ClientID = "" }, nil, "providers[0] (corp): client_id: is required"},
 		{"missing secret file", func(p *ProviderConfig) { p.ClientSecretFile = filepath.Join(dir, "nope") }, nil, "providers[0] (corp): client_secret_file: open"},

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -117,7 +117,7 @@ func compileProvider(c ProviderConfig, callbackPath string) (*provider, error) {
 	if c.Issuer == "" {
 		return nil, errors.New("issuer: is required")
 	}
-	if err := checkIssuerURL(c.Issuer); err != nil {
+	if err := jwtauth.CheckFetchURL(c.Issuer); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	if c.ClientID == "" {
@@ -183,26 +183,6 @@ func compileProvider(c ProviderConfig, callbackPath string) (*provider, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// checkIssuerURL requires https, so that discovery and keys cannot be
-// replaced in transit; plain http is allowed only for loopback addresses
-// (local development, tests, an in-process built-in provider).
-func checkIssuerURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", raw)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if h := u.Hostname(); h == "localhost" || net.ParseIP(h).IsLoopback() {
-			return nil
-		}
-		return fmt.Errorf("%q: must be https (http is allowed only for loopback)", raw)
-	}
-	return fmt.Errorf("%q: scheme must be https", raw)
 }
 
 // discoverLoop fetches the provider's discovery document until it succeeds

@@ -26,6 +26,7 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/gateway"
 	"github.com/sekisho/sekisho/internal/listen"
+	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
@@ -93,6 +94,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	inst.log = log
 	inst.cfgOpts.Logger = log
+	session.SetRedisLogger(log)
 	snap, err := inst.load(nil)
 	if err != nil {
 		return err

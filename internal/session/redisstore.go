@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -288,4 +289,15 @@ func (s *RedisStore) revoke(ctx context.Context, idx string) error {
 		return unavailable("revoke", err)
 	}
 	return nil
+}
+
+// SetRedisLogger sends go-redis's own log lines (dial failures) to log
+// instead of stderr. go-redis has one logger per process, so the process
+// owner calls this once.
+func SetRedisLogger(log *slog.Logger) { redis.SetLogger(redisLogger{log}) }
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
 }

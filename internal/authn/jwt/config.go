@@ -133,10 +133,10 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 	})
 	if iss.needsJWKS {
 		if c.JWKSURL != "" {
-			if err := checkFetchURL(c.JWKSURL); err != nil {
+			if err := CheckFetchURL(c.JWKSURL); err != nil {
 				return nil, fmt.Errorf("jwks_url: %w", err)
 			}
-		} else if err := checkFetchURL(c.Issuer); err != nil {
+		} else if err := CheckFetchURL(c.Issuer); err != nil {
 			return nil, fmt.Errorf("issuer (used for discovery because jwks_url is not set): %w", err)
 		}
 	}
@@ -171,10 +171,10 @@ func loadHMACSecret(file string, algs []jose.SignatureAlgorithm) ([]byte, error)
 	return secret, nil
 }
 
-// checkFetchURL requires https for anything the keys are fetched from, so
+// CheckFetchURL requires https for anything keys are fetched from, so
 // that keys cannot be replaced in transit; plain http is allowed only for
 // loopback addresses (local development and tests).
-func checkFetchURL(raw string) error {
+func CheckFetchURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL: %w", raw, err)

@@ -167,7 +167,7 @@ func (a *Authenticator) discover(ctx context.Context, issuerURL string) (string,
 	if err := p.Claims(&meta); err != nil {
 		return "", fmt.Errorf("OIDC discovery: %w", err)
 	}
-	if err := checkFetchURL(meta.JWKSURL); err != nil {
+	if err := CheckFetchURL(meta.JWKSURL); err != nil {
 		return "", fmt.Errorf("OIDC discovery: jwks_uri: %w", err)
 	}
 	return meta.JWKSURL, nil
