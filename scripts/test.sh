@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the tests look up on PATH, as "package:command".
 # Next: chromium:chromium for the browser login tests.
-PACKAGES=(nginx-light:nginx caddy:caddy redis-server:redis-server wrk:wrk)
+PACKAGES=(nginx-light:nginx caddy:caddy redis-server:redis-server wrk:wrk chromium:chromium)
 # The race detector needs cgo: a C compiler and the libc headers.
 RACE_PACKAGES=(gcc:gcc libc6-dev:)
 # Packages tested under the race detector. The race run costs several times a

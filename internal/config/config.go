@@ -115,16 +115,14 @@ func (s *Snapshot) Close() {
 	}
 }
 
-// WaitReady waits until the JWT verifier has keys for every issuer, or ctx
-// ends. A reload calls it before swapping, so tokens that verified a moment
-// ago keep verifying.
+// WaitReady waits until the JWT verifier has keys for every issuer and the
+// login providers are discovered, or ctx ends. Start and reload call it
+// before serving the snapshot, so tokens that verified a moment ago keep
+// verifying and the first browser is not told the provider is unreachable.
 func (s *Snapshot) WaitReady(ctx context.Context) bool {
-	if s.Authn == nil || s.Authn.JWT == nil {
-		return true
-	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !s.Authn.JWT.Ready() {
+	for !s.ready() {
 		select {
 		case <-ctx.Done():
 			return false
@@ -132,6 +130,15 @@ func (s *Snapshot) WaitReady(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+// ready reports whether JWT issuers have keys and login providers are
+// discovered.
+func (s *Snapshot) ready() bool {
+	if s.Authn != nil && s.Authn.JWT != nil && !s.Authn.JWT.Ready() {
+		return false
+	}
+	return s.Auth == nil || s.Auth.Login.Ready()
 }
 
 // WatchFiles lists the files besides the config whose change should reload it.

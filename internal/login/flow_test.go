@@ -422,8 +422,14 @@ func TestDiscoveryRetriesUntilProviderIsUp(t *testing.T) {
 		t.Fatalf("login while the provider is down: %d %q, want 503", resp.StatusCode, body)
 	}
 	<-refused // discovery has failed at least once
+	if h.svc.Ready() {
+		t.Fatal("Ready before the provider was discovered")
+	}
 	close(up)
 	h.waitDiscovered("late")
+	if !h.svc.Ready() {
+		t.Fatal("not Ready after discovery")
+	}
 	h.login(b, "/app")
 	if !strings.Contains(h.logs.String(), "OIDC discovery failed") {
 		t.Error("the failed discovery was not logged")

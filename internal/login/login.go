@@ -202,6 +202,18 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	return s, nil
 }
 
+// Ready reports whether every provider's discovery document has been
+// fetched, so that a login can start. Readiness waits for it (bounded):
+// built-in providers are discovered in-process at once.
+func (s *Service) Ready() bool {
+	for _, p := range s.providers {
+		if p.disc.Load() == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // PathPrefix is where the login endpoints live, for links to them.
 func (s *Service) PathPrefix() string { return s.prefix }
 

@@ -215,7 +215,7 @@ func (inst *Instance) load(prev *config.Snapshot) (*config.Snapshot, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), keysWait)
 	defer cancel()
 	if !snap.WaitReady(ctx) {
-		inst.log.Warn("some JWT issuers' keys are not available yet; their tokens get 401 until they are", "waited", keysWait.String())
+		inst.log.Warn("some JWT issuers' keys or login providers are not available yet; their tokens get 401 and their logins 503 until they are", "waited", keysWait.String())
 	}
 	return snap, nil
 }

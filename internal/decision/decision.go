@@ -1,0 +1,269 @@
+// Package decision is sekisho's decision service: the "decide" end of the
+// pipeline. Envoy, Istio, Emissary and Gateway API implementations (ext_authz
+// over HTTP and gRPC), nginx auth_request and Traefik or Caddy forward-auth
+// describe a request they received; the service runs the same engine as the
+// gateway on that description and answers allow or deny in the asking
+// proxy's dialect, with the identity headers the proxy should pass upstream.
+//
+// Only trusted proxies may describe requests: anyone else could claim any
+// method, host or path (the spoofed X-Forwarded-Uri bypass of oauth2-proxy,
+// CVE-2026-40575) and learn or obtain decisions for requests they never sent.
+package decision
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/normalize"
+)
+
+// Config is the `decision:` section of the configuration file.
+type Config struct {
+	// Listen is the HTTP decision listener (Envoy/Istio/Emissary/Gateway API
+	// HTTP ext_authz, nginx auth_request, Traefik and Caddy forward-auth),
+	// e.g. "127.0.0.1:9191".
+	Listen string `yaml:"listen"`
+	// GRPC is the Envoy ext_authz gRPC listener, e.g. "127.0.0.1:9192".
+	GRPC string `yaml:"grpc"`
+	// TrustedProxies are the addresses (CIDRs or IPs) allowed to describe
+	// requests; default loopback only (127.0.0.0/8, ::1).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TLS serves both listeners over TLS; with a client CA it requires client
+	// certificates, and a verified client is trusted whatever its address.
+	TLS *TLS `yaml:"tls"`
+}
+
+// TLS is the certificate of the decision listeners and, optionally, the CA
+// that client certificates must chain to (mTLS).
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// defaultTrusted is loopback: a proxy on the same host (or pod) may ask.
+var defaultTrusted = []string{"127.0.0.0/8", "::1"}
+
+// LoginStarter sends browsers to sign in. The decision service never serves
+// the login flow itself; it only tells the asking proxy where to send a
+// browser that needs a session (the login service implements this).
+type LoginStarter interface {
+	// LoginURL is the address that signs a browser in and then returns it to
+	// returnTo, an absolute URL. ok is false when returnTo is not a safe
+	// redirect target for a request to host (see login.SafeRedirect).
+	LoginURL(returnTo, host string) (url string, ok bool)
+}
+
+// Server answers decision requests on the current configuration snapshot.
+type Server struct {
+	cfg      Config
+	current  func() *config.Snapshot
+	log      *slog.Logger
+	trust    *normalize.Trust
+	tls      *tls.Config // nil without TLS
+	loginFor func(*config.Snapshot) LoginStarter
+
+	mu       sync.Mutex
+	httpSrv  *http.Server
+	grpcSrv  *grpc.Server
+	httpAddr string
+	grpcAddr string
+}
+
+// New checks cfg (addresses, CIDRs, certificate files) without opening any
+// socket, so `sekisho check` can report mistakes before anything starts.
+// current returns the snapshot to decide on; nil while none is loaded.
+func New(cfg Config, current func() *config.Snapshot, log *slog.Logger) (*Server, error) {
+	if current == nil {
+		return nil, errors.New("decision: no snapshot source")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if cfg.Listen == "" && cfg.GRPC == "" {
+		errs = append(errs, errors.New("decision: set listen (HTTP) and/or grpc"))
+	}
+	for _, a := range []struct{ key, addr string }{{"listen", cfg.Listen}, {"grpc", cfg.GRPC}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("decision: %s: %q is not host:port (e.g. \"127.0.0.1:9191\")", a.key, a.addr))
+		}
+	}
+	cidrs := cfg.TrustedProxies
+	if len(cidrs) == 0 {
+		cidrs = defaultTrusted
+	}
+	trust, err := normalize.NewTrust(cidrs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("decision: trusted_proxies: %w", err))
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLS != nil {
+		if tlsCfg, err = loadTLS(cfg.TLS); err != nil {
+			errs = append(errs, fmt.Errorf("decision: tls: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, current: current, log: log, trust: trust, tls: tlsCfg}, nil
+}
+
+func loadTLS(t *TLS) (*tls.Config, error) {
+	if t.CertFile == "" || t.KeyFile == "" {
+		return nil, errors.New("cert_file and key_file are both required")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load %s / %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(t.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("client_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("client_ca_file %s: no PEM certificate in it", t.ClientCAFile)
+	}
+	c.ClientCAs = pool
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	return c, nil
+}
+
+// SetLogin makes browser redirects possible: for each snapshot, f returns
+// the login to send browsers to, or nil when the snapshot has none. Without
+// it, browsers get 401 like any other client. Call it before Start.
+func (s *Server) SetLogin(f func(*config.Snapshot) LoginStarter) { s.loginFor = f }
+
+func (s *Server) login(snap *config.Snapshot) LoginStarter {
+	if s.loginFor == nil {
+		return nil
+	}
+	return s.loginFor(snap)
+}
+
+// trusted reports whether a peer may describe requests: it is a trusted
+// proxy address, or it presented a client certificate that verified.
+func (s *Server) trusted(peer netip.Addr, state *tls.ConnectionState) bool {
+	if state != nil && len(state.VerifiedChains) > 0 {
+		return true
+	}
+	return s.trust.Contains(peer)
+}
+
+// Start binds the configured listeners and serves them in the background
+// until Shutdown. Bind errors name the address.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lc net.ListenConfig
+	var httpLn, grpcLn net.Listener
+	if s.cfg.Listen != "" {
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("decision listener %s: %w", s.cfg.Listen, err)
+		}
+		httpLn = ln
+	}
+	if s.cfg.GRPC != "" {
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.GRPC)
+		if err != nil {
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			return fmt.Errorf("decision gRPC listener %s: %w", s.cfg.GRPC, err)
+		}
+		grpcLn = ln
+	}
+
+	if httpLn != nil {
+		s.httpAddr = httpLn.Addr().String()
+		if s.tls != nil {
+			httpLn = tls.NewListener(httpLn, s.tls)
+		}
+		s.httpSrv = &http.Server{
+			Handler:           s.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		go func(srv *http.Server, ln net.Listener) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("decision listener stopped", "addr", s.httpAddr, "error", err)
+			}
+		}(s.httpSrv, httpLn)
+	}
+	if grpcLn != nil {
+		s.grpcAddr = grpcLn.Addr().String()
+		var opts []grpc.ServerOption
+		if s.tls != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
+		}
+		s.grpcSrv = grpc.NewServer(opts...)
+		s.RegisterGRPC(s.grpcSrv)
+		go func(srv *grpc.Server, ln net.Listener) {
+			if err := srv.Serve(ln); err != nil {
+				s.log.Error("decision gRPC listener stopped", "addr", s.grpcAddr, "error", err)
+			}
+		}(s.grpcSrv, grpcLn)
+	}
+	s.log.Info("decision service listening", "http", s.httpAddr, "grpc", s.grpcAddr)
+	return nil
+}
+
+// Addrs are the bound addresses ("" for a listener that is not configured
+// or not started), useful when the configuration asked for port 0.
+func (s *Server) Addrs() (httpAddr, grpcAddr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpAddr, s.grpcAddr
+}
+
+// Shutdown stops accepting decision requests and waits for those in flight
+// until ctx ends; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	httpSrv, grpcSrv := s.httpSrv, s.grpcSrv
+	s.mu.Unlock()
+	var err error
+	if httpSrv != nil {
+		err = httpSrv.Shutdown(ctx)
+	}
+	if grpcSrv != nil {
+		done := make(chan struct{})
+		go func() {
+			grpcSrv.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			grpcSrv.Stop()
+			<-done
+			err = errors.Join(err, fmt.Errorf("decision gRPC shutdown: %w", ctx.Err()))
+		}
+	}
+	return err
+}

@@ -1,0 +1,314 @@
+package decision
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/sekisho/sekisho/internal/httperr"
+	"github.com/sekisho/sekisho/internal/normalize"
+	"github.com/sekisho/sekisho/internal/reqinfo"
+)
+
+// HTTP endpoints of the decision listener.
+const (
+	envoyPrefix     = "/envoy"
+	nginxPath       = "/nginx"
+	forwardAuthPath = "/forward-auth"
+	signInPath      = "/sign_in"
+)
+
+// dialect is how one kind of proxy describes a request and reads the answer.
+type dialect struct {
+	name string
+	// describe fills d from the decision request r; the message explains
+	// what the proxy failed to send.
+	describe func(r *http.Request, d *described) (msg string, ok bool)
+	// denyStatus adjusts a denial status to what the proxy understands.
+	denyStatus func(int) int
+	// headersToRemove is the response header that lists upstream request
+	// headers for the proxy to drop ("" when the proxy has none).
+	headersToRemove string
+	// locationOn401 hands a browser's sign-in URL to a proxy that cannot
+	// relay a redirect (nginx) as a Location header on the 401 itself.
+	locationOn401 bool
+	// pathHeader returns the canonical path for a proxy that can forward it
+	// instead of the path the client sent (nginx).
+	pathHeader bool
+}
+
+var (
+	envoyHTTP = &dialect{
+		name:            "envoy-http",
+		describe:        describeEnvoy,
+		denyStatus:      same,
+		headersToRemove: "X-Envoy-Auth-Headers-To-Remove",
+	}
+	nginx = &dialect{
+		name:          "nginx",
+		describe:      describeNginx,
+		denyStatus:    only401or403,
+		locationOn401: true,
+		pathHeader:    true,
+	}
+	forwardAuth = &dialect{
+		name:       "forward-auth",
+		describe:   describeForwardAuth,
+		denyStatus: same,
+	}
+)
+
+func same(status int) int { return status }
+
+// only401or403 keeps nginx deciding: auth_request turns any status but 2xx,
+// 401 and 403 into a 500. "Cannot decide" (503) stays a 500 on purpose.
+func only401or403(status int) int {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusServiceUnavailable:
+		return status
+	}
+	return http.StatusForbidden
+}
+
+// PathHeader carries the canonical escaped path on an nginx allow, so that
+// nginx can forward exactly the path the decision was made on.
+const PathHeader = "X-Sekisho-Path"
+
+// Handler serves the HTTP decision endpoints: /envoy/<original path>,
+// /nginx, /forward-auth and /sign_in. The /envoy prefix is matched on the
+// raw request-target so the original path reaches the engine undecoded.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.RequestURI == envoyPrefix || strings.HasPrefix(r.RequestURI, envoyPrefix+"/") || strings.HasPrefix(r.RequestURI, envoyPrefix+"?"):
+			s.serveDecision(w, r, envoyHTTP)
+		case r.URL.Path == nginxPath:
+			s.serveDecision(w, r, nginx)
+		case r.URL.Path == forwardAuthPath:
+			s.serveDecision(w, r, forwardAuth)
+		case r.URL.Path == signInPath:
+			s.serveSignIn(w, r)
+		default:
+			httperr.Write(w, r, http.StatusNotFound, "No such decision endpoint: use /envoy/..., /nginx, /forward-auth or /sign_in.")
+		}
+	})
+}
+
+func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *dialect) {
+	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header)}
+	r = r.WithContext(reqinfo.With(r.Context(), info))
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+
+	peer := peerAddr(r.RemoteAddr)
+	if !s.trusted(peer, r.TLS) {
+		s.log.WarnContext(r.Context(), "decision request from an untrusted peer refused",
+			"dialect", dl.name, "peer", addrString(peer), "request_id", info.ID)
+		httperr.Write(w, r, dl.denyStatus(http.StatusForbidden), "This decision endpoint answers trusted proxies only.")
+		return
+	}
+	snap := s.current()
+	if snap == nil {
+		httperr.Write(w, r, http.StatusServiceUnavailable, "sekisho is starting.")
+		return
+	}
+	d := &described{}
+	if msg, ok := dl.describe(r, d); !ok {
+		s.log.InfoContext(r.Context(), "decision request does not describe a request",
+			"dialect", dl.name, "peer", addrString(peer), "request_id", info.ID, "problem", msg)
+		httperr.Write(w, r, dl.denyStatus(http.StatusBadRequest), msg)
+		return
+	}
+	d.clientIP = s.clientIP(peer, r.Header.Values("X-Forwarded-For"))
+
+	v := s.decide(r.Context(), snap, d)
+	info.Route = v.res.RouteName
+	s.logDecision(r.Context(), dl.name, info.ID, d, &v)
+	if len(v.cookies) > 0 {
+		h["Set-Cookie"] = v.cookies
+	}
+	switch {
+	case v.status == http.StatusOK:
+		for k, vs := range v.set {
+			h[k] = vs
+		}
+		if dl.headersToRemove != "" && len(v.remove) > 0 {
+			h.Set(dl.headersToRemove, strings.Join(v.remove, ", "))
+		}
+		if dl.pathHeader {
+			h.Set(PathHeader, v.res.Path.Escaped)
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	case v.status == http.StatusFound && dl.locationOn401:
+		h.Set("Location", v.location)
+		v.status = http.StatusUnauthorized
+	case v.status == http.StatusFound:
+		h.Set("Location", v.location)
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	if v.challenge != "" {
+		h.Set("WWW-Authenticate", v.challenge)
+	}
+	httperr.Write(w, r, dl.denyStatus(v.status), v.res.Message)
+}
+
+// serveSignIn starts a browser's login and returns it to rd afterwards
+// (ingress-nginx auth-signin). It is for browsers, so it answers anyone; rd
+// is checked like every redirect target.
+func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		httperr.Write(w, r, http.StatusMethodNotAllowed, "Use GET.")
+		return
+	}
+	var login LoginStarter
+	if snap := s.current(); snap != nil {
+		login = s.login(snap)
+	}
+	if login == nil {
+		httperr.Write(w, r, http.StatusNotFound, "Login is not configured.")
+		return
+	}
+	rd := r.URL.Query().Get("rd")
+	if rd == "" {
+		httperr.Write(w, r, http.StatusBadRequest, "The rd parameter (where to return after signing in) is missing.")
+		return
+	}
+	u, ok := login.LoginURL(rd, r.Host)
+	if !ok {
+		httperr.Write(w, r, http.StatusBadRequest, "The address to return to after signing in is not allowed.")
+		return
+	}
+	w.Header().Set("Location", u)
+	w.WriteHeader(http.StatusFound)
+}
+
+// describeEnvoy reads Envoy's HTTP ext_authz check request: the original
+// method and Host as they are, the original path and query after the
+// /envoy prefix, exactly as received.
+func describeEnvoy(r *http.Request, d *described) (string, bool) {
+	target := strings.TrimPrefix(r.RequestURI, envoyPrefix)
+	if target == "" || target[0] == '?' {
+		target = "/" + target
+	}
+	d.set(r.Method, r.Header.Get("X-Forwarded-Proto"), r.Host, target, r.Header)
+	return "", true
+}
+
+// describeNginx reads nginx auth_request and ingress-nginx: X-Original-URL
+// (absolute, ingress-nginx) or X-Original-URI with X-Forwarded-Host (else
+// Host) and X-Forwarded-Proto; X-Original-Method, GET when absent.
+func describeNginx(r *http.Request, d *described) (string, bool) {
+	method, ok := one(r.Header, "X-Original-Method")
+	if !ok {
+		return "X-Original-Method is sent more than once.", false
+	}
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !httpguts.ValidHeaderFieldName(method) {
+		return "X-Original-Method is not an HTTP method.", false
+	}
+	if full, ok := one(r.Header, "X-Original-Url"); !ok {
+		return "X-Original-URL is sent more than once.", false
+	} else if full != "" {
+		scheme, host, target, ok := splitURL(full)
+		if !ok {
+			return "X-Original-URL is not an absolute http(s) URL.", false
+		}
+		d.set(method, scheme, host, target, r.Header)
+		return "", true
+	}
+	target, ok := one(r.Header, "X-Original-Uri")
+	if !ok {
+		return "X-Original-URI is sent more than once.", false
+	}
+	if target == "" {
+		return "nginx did not say which request to decide: set X-Original-URI (or X-Original-URL).", false
+	}
+	host, ok := one(r.Header, "X-Forwarded-Host")
+	if !ok {
+		return "X-Forwarded-Host is sent more than once.", false
+	}
+	if host == "" {
+		host = r.Host
+	}
+	proto, ok := one(r.Header, "X-Forwarded-Proto")
+	if !ok {
+		return "X-Forwarded-Proto is sent more than once.", false
+	}
+	d.set(method, proto, host, target, r.Header)
+	return "", true
+}
+
+// describeForwardAuth reads Traefik ForwardAuth and Caddy forward_auth:
+// X-Forwarded-Method, -Proto, -Host and -Uri, all required but Proto.
+func describeForwardAuth(r *http.Request, d *described) (string, bool) {
+	var v [4]string
+	for i, name := range [...]string{"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri"} {
+		val, ok := one(r.Header, name)
+		if !ok {
+			return name + " is sent more than once.", false
+		}
+		if val == "" && i != 1 {
+			return "The proxy did not say which request to decide: " + name + " is missing.", false
+		}
+		v[i] = val
+	}
+	if !httpguts.ValidHeaderFieldName(v[0]) {
+		return "X-Forwarded-Method is not an HTTP method.", false
+	}
+	d.set(v[0], v[1], v[2], v[3], r.Header)
+	return "", true
+}
+
+// one returns the single value of a header; ok is false when it is sent
+// more than once, because two descriptions of one request are a conflict.
+func one(h http.Header, name string) (string, bool) {
+	vs := h[name]
+	switch len(vs) {
+	case 0:
+		return "", true
+	case 1:
+		return vs[0], true
+	}
+	return "", false
+}
+
+// splitURL splits an absolute http(s) URL into scheme, authority and
+// request-target ("/" when it has no path), without decoding anything.
+func splitURL(u string) (scheme, host, target string, ok bool) {
+	for _, sc := range [...]string{"https", "http"} {
+		if len(u) > len(sc)+3 && strings.EqualFold(u[:len(sc)], sc) && u[len(sc):len(sc)+3] == "://" {
+			scheme, u = sc, u[len(sc)+3:]
+			break
+		}
+	}
+	if scheme == "" {
+		return "", "", "", false
+	}
+	i := strings.IndexAny(u, "/?#")
+	if i < 0 {
+		return scheme, u, "/", u != ""
+	}
+	host, target = u[:i], u[i:]
+	if target[0] == '?' {
+		target = "/" + target
+	}
+	return scheme, host, target, host != ""
+}
+
+// peerAddr parses http.Request.RemoteAddr; the zero Addr, trusted by no
+// one, when it is not an address.
+func peerAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

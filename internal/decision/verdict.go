@@ -1,0 +1,217 @@
+package decision
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/engine"
+)
+
+// described is the original request as a proxy described it, in the form
+// the engine reads: Method, Host, RequestURI (the request-target as sent),
+// URL.RawQuery and Header. Request and URL live in one allocation.
+type described struct {
+	req      http.Request
+	url      url.URL
+	scheme   string
+	clientIP netip.Addr
+	// cookies receives the session cookie updates the engine writes
+	// (activity, refreshed tokens), for the proxy to relay to the browser.
+	cookies headerRecorder
+}
+
+// headerRecorder is a ResponseWriter that only keeps headers; its map is
+// made on first use, so decisions without session cookies allocate nothing.
+type headerRecorder struct{ h http.Header }
+
+func (r *headerRecorder) Header() http.Header {
+	if r.h == nil {
+		r.h = http.Header{}
+	}
+	return r.h
+}
+func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *headerRecorder) WriteHeader(int)             {}
+
+func (d *described) set(method, scheme, host, target string, h http.Header) {
+	d.req.Method, d.req.Host, d.req.RequestURI, d.req.Header = method, host, target, h
+	d.req.URL = &d.url
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		d.url.RawQuery = target[i+1:]
+	}
+	d.scheme = scheme
+	if d.scheme != "https" {
+		d.scheme = "http"
+	}
+}
+
+// verdict is a decision and what the asking proxy must do about it.
+type verdict struct {
+	res engine.Result
+	// status is the HTTP answer: 200, the denial, 302 to sign in, 503 when
+	// sekisho cannot decide.
+	status    int
+	challenge string // WWW-Authenticate on 401/403
+	location  string // where a browser signs in, when login is available
+	// set and remove change the request before it goes upstream (allow only):
+	// the identity headers to set, and the spoofed identity headers and
+	// consumed credentials to drop.
+	set    http.Header
+	remove []string
+	// cookies are Set-Cookie values for the browser, on any answer.
+	cookies []string
+}
+
+// decide runs the engine on d and works out the answer, exactly as the
+// gateway would for the same request.
+func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described) verdict {
+	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, ResponseWriter: &d.cookies})
+	v := verdict{res: res, status: res.Outcome.Status(), cookies: d.cookies.h["Set-Cookie"]}
+	if res.Outcome == engine.Allowed {
+		v.set, v.remove = upstreamChanges(snap, &res, d.req.Header)
+		return v
+	}
+	v.challenge = res.Challenge(snap.Realm)
+	if !res.WantsLogin(snap, &d.req) {
+		return v
+	}
+	login := s.login(snap)
+	if login == nil {
+		return v
+	}
+	returnTo := d.scheme + "://" + d.req.Host + res.Path.Escaped
+	if d.url.RawQuery != "" {
+		returnTo += "?" + d.url.RawQuery
+	}
+	if u, ok := login.LoginURL(returnTo, d.req.Host); ok {
+		v.status, v.location = http.StatusFound, u
+	}
+	return v
+}
+
+// upstreamChanges does to a copy of the described headers what the gateway
+// does to a request it forwards (drop the consumed credential, strip
+// spoofable identity headers and sekisho's session cookies, set the
+// identity), and returns the difference:
+// headers to set (always every identity header) and headers to remove.
+func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (set http.Header, remove []string) {
+	set = make(http.Header, 4)
+	if res.Identity != nil {
+		engine.SetIdentityHeaders(set, snap, res.Identity, res.RouteName)
+	}
+	after := &http.Request{Header: h.Clone()}
+	if after.Header == nil {
+		after.Header = http.Header{}
+	}
+	if res.Identity != nil && !res.Route.PassCredentials {
+		snap.Authn.RemoveCredential(after, res.Source)
+	}
+	snap.Strip.Strip(after.Header)
+	snap.Authn.RemoveSessionCookies(after)
+	for k, vs := range set {
+		after.Header[k] = vs
+	}
+	for k := range h {
+		if _, ok := after.Header[k]; !ok {
+			remove = append(remove, k)
+		}
+	}
+	for k, vs := range after.Header {
+		if _, identity := set[k]; !identity && !equal(vs, h[k]) {
+			set[k] = vs // a rewritten header, such as Cookie without the credential
+		}
+	}
+	return set, remove
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// logDecision writes one line per decision: denials at info (an operator
+// asking "why was I refused" finds the reason), allows at debug. Neither
+// carries the query, a header value or a credential.
+func (s *Server) logDecision(ctx context.Context, dialect, id string, d *described, v *verdict, extra ...slog.Attr) {
+	level := slog.LevelInfo
+	if v.status == http.StatusOK {
+		level = slog.LevelDebug
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	user := ""
+	if v.res.Identity != nil {
+		user = v.res.Identity.Username
+	}
+	attrs := append([]slog.Attr{
+		slog.String("dialect", dialect),
+		slog.String("request_id", id),
+		slog.String("method", d.req.Method),
+		slog.String("host", v.res.Host),
+		slog.String("path", v.res.Path.Path),
+		slog.String("route", v.res.RouteName),
+		slog.Int("status", v.status),
+		slog.String("user", user),
+		slog.String("reason", v.res.Reason),
+		slog.String("client_ip", addrString(d.clientIP)),
+	}, extra...)
+	s.log.LogAttrs(ctx, level, "decision", attrs...)
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// clientIP is the original client: the right-most X-Forwarded-For entry
+// that is not a trusted proxy (entries left of it were written by the client
+// and prove nothing), else the peer itself.
+func (s *Server) clientIP(peer netip.Addr, xff []string) netip.Addr {
+	client := peer
+	for i := len(xff) - 1; i >= 0; i-- {
+		rest := xff[i]
+		for rest != "" {
+			var entry string
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				rest, entry = rest[:j], rest[j+1:]
+			} else {
+				rest, entry = "", rest
+			}
+			a, ok := parseHop(strings.TrimSpace(entry))
+			if !ok {
+				return client
+			}
+			client = a
+			if !s.trust.Contains(a) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+// parseHop parses an X-Forwarded-For entry, with or without a port.
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	return netip.Addr{}, false
+}
