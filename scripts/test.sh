@@ -13,7 +13,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 # Debian packages the tests look up on PATH, as "package:command".
-# Next: chromium:chromium for the browser login tests.
 PACKAGES=(nginx-light:nginx caddy:caddy redis-server:redis-server wrk:wrk chromium:chromium)
 # The race detector needs cgo: a C compiler and the libc headers.
 RACE_PACKAGES=(gcc:gcc libc6-dev:)

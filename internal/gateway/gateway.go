@@ -116,7 +116,8 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, snap *config.Snap
 	}
 	if res.Outcome == engine.Forbidden && res.Source == authn.SourceSession {
 		prefix := snap.Auth.Login.PathPrefix()
-		httperr.WriteActions(w, r, http.StatusForbidden, res.Message,
+		msg := "You are signed in as " + res.Identity.Username + ", which may not access this route."
+		httperr.WriteActions(w, r, http.StatusForbidden, msg,
 			httperr.Action{Label: "Sign out or switch account", URL: prefix + "/sign_out", Method: http.MethodPost})
 		return
 	}

@@ -203,7 +203,7 @@ func TestBrowserForbiddenOffersSignOut(t *testing.T) {
 	if resp.StatusCode != 403 {
 		t.Fatalf("bob at /admin/: %d, want 403", resp.StatusCode)
 	}
-	for _, want := range []string{"admin", "Request id", `action="/.sekisho/sign_out"`, "Sign out or switch account"} {
+	for _, want := range []string{"admin", "Request id", `action="/.sekisho/sign_out"`, "Sign out or switch account", "signed in as bob@example.com"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("403 page lacks %q: %s", want, body)
 		}
