@@ -44,8 +44,8 @@ done
 #   jwt          (implemented) bench/jwtissuer serves discovery + JWKS; every
 #                request carries its RS256 bearer token; route policy: a deny
 #                rule with CEL plus two allow rules
-#   session      session: with a cookie secret in $work, a session cookie
-#                minted for the bench user in SC_HEADERS
+#   session      (implemented) the built-in provider; curl signs in like a
+#                browser and wrk sends the session cookie
 #   authrequest  a different topology: nginx auth_request to sekisho's
 #                decision endpoint, against nginx with no auth_request
 # ---------------------------------------------------------------------------
@@ -66,6 +66,33 @@ scenario_jwt() {
 	SC_TOP="jwt: [{issuer: \"http://127.0.0.1:$port\", audiences: [bench], claims: {username: email}}]"
 	SC_POLICY=$'allow: [{groups: [admin]}, {domains: [example.com]}]\n    deny: [{when: "!identity.mfa"}]'
 	SC_HEADERS=(-H "Authorization: Bearer $(cat "$work/token.jwt")")
+}
+
+# scenario_session: a browser session from the built-in provider (cookie
+# store): every request carries the session cookie.
+scenario_session() {
+	SC_TOP='providers: [{name: dev, builtin: {users: [{email: bench@example.com, password: bench, groups: [admin]}]}}]'
+	SC_POLICY=$'allow: [{groups: [admin]}, {domains: [example.com]}]\n    deny: [{when: "identity.kind != \'user\'"}]'
+	SC_HEADERS=()
+}
+
+# scenario_session_ready signs in with curl (as a browser would) and hands
+# the session cookie to wrk.
+scenario_session_ready() {
+	local base="http://127.0.0.1:$PORT_SEKISHO" jar="$work/cookies.txt" form action id csrf
+	form=$(curl -fsS -c "$jar" -b "$jar" -L -H 'Accept: text/html' "$base/") || die "session: could not reach the sign-in form"
+	action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' <<<"$form" | head -1 | sed 's/&amp;/\&/g')
+	id=$(sed -n 's/.*name="id" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
+	csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -1)
+	[[ -n $action && -n $id && -n $csrf ]] || die "session: the sign-in form was not recognized"
+	curl -fsS -o /dev/null -c "$jar" -b "$jar" -L -H 'Accept: text/html' \
+		--data-urlencode "id=$id" --data-urlencode "csrf=$csrf" \
+		--data-urlencode "email=bench@example.com" --data-urlencode "password=bench" \
+		"$base$action" || die "session: sign-in failed"
+	local cookie
+	cookie=$(awk -F'\t' '$6 ~ /^_sekisho(_[0-9]+)?$/ { printf "%s%s=%s", sep, $6, $7; sep="; " }' "$jar")
+	[[ -n $cookie ]] || die "session: no session cookie after sign-in"
+	SC_HEADERS=(-H "Cookie: $cookie")
 }
 
 usage() {
@@ -281,6 +308,10 @@ for sc in "${scenarios[@]}"; do
 	pids+=($!)
 	sekisho_pid=$!
 	wait_http "http://127.0.0.1:$PORT_ADMIN/readyz" "$sekisho_pid" "sekisho" "$work/sekisho-$sc.log"
+	# A scenario may need the running gateway to finish setting up (sign in).
+	if declare -F "scenario_${sc}_ready" >/dev/null; then
+		"scenario_${sc}_ready"
+	fi
 	run_wrk "sekisho $sc" "$PORT_SEKISHO" "${SC_HEADERS[@]}"
 	stop "$sekisho_pid"
 done

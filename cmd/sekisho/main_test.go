@@ -301,3 +301,52 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("no start line in the log:\n%s", p.out.String())
 	}
 }
+
+// TestDecisionServiceRunsWithGateway: `decision:` starts the decision
+// listener next to the gateway, on the same routes, and routes used only for
+// decisions need no upstream.
+func TestDecisionServiceRunsWithGateway(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.yaml")
+	os.WriteFile(tokens, []byte("- name: ci\n  hash: sha256:"+"2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"+"\n  groups: [ci]\n"), 0o600) // sha256("secret")
+	cfg := filepath.Join(dir, "sekisho.yaml")
+	listen, admin, dec := freePort(t), freePort(t), freePort(t)
+	src := fmt.Sprintf(`listen: {http: %q}
+admin: {listen: %q}
+api_tokens: {file: tokens.yaml}
+decision: {listen: %q}
+routes:
+  - {name: api, match: {host: api.example.com, path_prefix: /api}, allow: [{tokens: [ci]}]}
+`, listen, admin, dec)
+	os.WriteFile(cfg, []byte(src), 0o600)
+	start(t, "serve", "--config", cfg)
+	waitFor(t, "readiness", func() bool { c, _ := get("http://" + admin + "/readyz"); return c == 200 })
+
+	ask := func(token string) (int, http.Header) {
+		req, _ := http.NewRequest("GET", "http://"+dec+"/forward-auth", nil)
+		req.Header.Set("X-Forwarded-Method", "GET")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Forwarded-Host", "api.example.com")
+		req.Header.Set("X-Forwarded-Uri", "/api/x/../users")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	if code, _ := ask(""); code != 401 {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	code, h := ask("secret")
+	if code != 200 || h.Get("X-Forwarded-User") != "token:ci" {
+		t.Errorf("token: %d user %q, want 200 token:ci", code, h.Get("X-Forwarded-User"))
+	}
+	// The gateway itself has no upstream for the decision-only route.
+	if c, _ := get("http://" + listen + "/api/x"); c != 404 && c != 401 {
+		t.Errorf("gateway on a decision-only route: %d", c)
+	}
+}

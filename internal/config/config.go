@@ -294,6 +294,7 @@ func (c *compiler) yamlProblem(msg string) Problem {
 func (c *compiler) compile(f *File) *Snapshot {
 	s := &Snapshot{File: f}
 	c.checkListen(f)
+	c.checkDecision(f)
 	c.defaults(f)
 
 	trust, err := normalize.NewTrust(f.TrustedProxies)
@@ -384,7 +385,9 @@ func headerMatches(h map[string]string) []route.HeaderMatch {
 // pool compiles a route's upstreams into a proxy pool.
 func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
 	if len(r.To) == 0 {
-		c.addf(append(at, "to"), "route %q has no upstream (to:)", r.Name)
+		if s.File.Decision == nil {
+			c.addf(append(at, "to"), "route %q has no upstream (to:); only routes used by the decision service may leave it out", r.Name)
+		}
 		return nil
 	}
 	backends := make([]proxy.Backend, 0, len(r.To))
@@ -514,6 +517,33 @@ func (c *compiler) checkListen(f *File) {
 	case "", "debug", "info", "warn", "error":
 	default:
 		c.addf([]any{"log", "level"}, "%q: use debug, info, warn or error", f.Log.Level)
+	}
+}
+
+func (c *compiler) checkDecision(f *File) {
+	d := f.Decision
+	if d == nil {
+		return
+	}
+	if d.Listen == "" && d.GRPC == "" {
+		c.addf([]any{"decision"}, "set decision.listen (HTTP) and/or decision.grpc (Envoy ext_authz)")
+	}
+	for _, kv := range []struct{ key, addr string }{{"listen", d.Listen}, {"grpc", d.GRPC}} {
+		if kv.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(kv.addr); err != nil {
+			c.addf([]any{"decision", kv.key}, "%q is not host:port", kv.addr)
+		}
+	}
+	if _, err := normalize.NewTrust(d.TrustedProxies); err != nil {
+		c.addf([]any{"decision", "trusted_proxies"}, "%v", err)
+	}
+	if t := d.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			c.addf([]any{"decision", "tls"}, "cert_file and key_file are required")
+		}
+		t.CertFile, t.KeyFile, t.ClientCAFile = c.path(t.CertFile), c.path(t.KeyFile), c.path(t.ClientCAFile)
 	}
 }
 

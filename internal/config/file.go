@@ -33,7 +33,27 @@ type File struct {
 	Session   Session    `yaml:"session"`
 	Login     Login      `yaml:"login"`
 
+	// Decision runs the decision service for other proxies (ext_authz,
+	// auth_request, forward-auth).
+	Decision *Decision `yaml:"decision"`
+
 	Routes []Route `yaml:"routes"`
+}
+
+// Decision configures the decision service listeners.
+type Decision struct {
+	Listen         string       `yaml:"listen"`
+	GRPC           string       `yaml:"grpc"`
+	TrustedProxies []string     `yaml:"trusted_proxies"`
+	TLS            *DecisionTLS `yaml:"tls"`
+}
+
+// DecisionTLS serves the decision listeners over TLS, optionally requiring
+// client certificates (mTLS).
+type DecisionTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // Provider is an OIDC provider for browser login, or, with builtin, the

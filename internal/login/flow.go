@@ -28,6 +28,28 @@ func (s *Service) StartLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, s.prefix+pathSignIn+"?rd="+url.QueryEscape(ret), http.StatusFound)
 }
 
+// LoginURL is where to send a browser that must sign in before returning
+// to returnTo (absolute), for callers that answer for another proxy (the
+// decision service): the start endpoint with one provider, the sign-in page
+// with several, on returnTo's own origin. The proxy must route PathPrefix to
+// sekisho's gateway listener. ok is false when returnTo is not a safe
+// target for a request to host.
+func (s *Service) LoginURL(returnTo, host string) (string, bool) {
+	target, ok := SafeRedirect(returnTo, host, s.allowed)
+	if !ok {
+		return "", false
+	}
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	path := pathSignIn
+	if len(s.providers) == 1 {
+		path = pathStart
+	}
+	return u.Scheme + "://" + u.Host + s.prefix + path + "?" + url.Values{"rd": {target}}.Encode(), true
+}
+
 // returnTarget reads and checks the "rd" parameter; "/" when absent.
 func (s *Service) returnTarget(r *http.Request) (string, bool) {
 	rd := r.URL.Query().Get("rd")

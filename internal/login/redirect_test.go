@@ -173,3 +173,16 @@ func FuzzSafeRedirect(f *testing.F) {
 		}
 	})
 }
+
+func TestLoginURL(t *testing.T) {
+	h := newHarness(t, setup{})
+	got, ok := h.svc.LoginURL("https://app.example.com/x?y=1", "app.example.com")
+	if !ok || got != "https://app.example.com/.sekisho/start?rd=https%3A%2F%2Fapp.example.com%2Fx%3Fy%3D1" {
+		t.Fatalf("LoginURL = %q %v", got, ok)
+	}
+	for _, bad := range []string{"https://evil.example/", "//evil.example/", "/relative", "javascript:alert(1)"} {
+		if u, ok := h.svc.LoginURL(bad, "app.example.com"); ok {
+			t.Errorf("LoginURL(%q) = %q, want refused", bad, u)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/decision"
 	"github.com/sekisho/sekisho/internal/gateway"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/session"
@@ -50,6 +51,8 @@ type Instance struct {
 	Metrics   *telemetry.Metrics
 	Server    *listen.Server
 	AdminAddr string
+	// Decision is the decision service, nil unless configured.
+	Decision *decision.Server
 
 	log      *slog.Logger
 	opts     Options
@@ -126,8 +129,17 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	defer adminSrv.Close()
 
+	if file.Decision != nil {
+		if inst.Decision, err = startDecision(ctx, file.Decision, inst.Gateway.Snapshot, log); err != nil {
+			return err
+		}
+	}
+
 	srv, err := listen.Start(ctx, listenConfig(file, log), inst.Gateway)
 	if err != nil {
+		if inst.Decision != nil {
+			_ = inst.Decision.Shutdown(context.Background())
+		}
 		return err
 	}
 	inst.Server = srv
@@ -149,6 +161,11 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("draining", "timeout", file.Listen.ShutdownTimeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), file.Listen.ShutdownTimeout)
 	defer cancel()
+	if inst.Decision != nil {
+		if err := inst.Decision.Shutdown(dctx); err != nil {
+			log.Warn("decision service drain did not finish in time", "error", err)
+		}
+	}
 	if err := srv.Shutdown(dctx); err != nil {
 		log.Warn("drain did not finish in time; remaining connections closed", "error", err)
 	}
@@ -157,6 +174,29 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startDecision starts the decision service on the same snapshots as the
+// gateway; browsers it must send to sign in go to the login service.
+func startDecision(ctx context.Context, d *config.Decision, current func() *config.Snapshot, log *slog.Logger) (*decision.Server, error) {
+	cfg := decision.Config{Listen: d.Listen, GRPC: d.GRPC, TrustedProxies: d.TrustedProxies}
+	if d.TLS != nil {
+		cfg.TLS = &decision.TLS{CertFile: d.TLS.CertFile, KeyFile: d.TLS.KeyFile, ClientCAFile: d.TLS.ClientCAFile}
+	}
+	srv, err := decision.New(cfg, current, log)
+	if err != nil {
+		return nil, err
+	}
+	srv.SetLogin(func(s *config.Snapshot) decision.LoginStarter {
+		if s.Auth == nil {
+			return nil
+		}
+		return s.Auth.Login
+	})
+	if err := srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	return srv, nil
 }
 
 func listenConfig(f *config.File, log *slog.Logger) listen.Config {
