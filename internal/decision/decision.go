@@ -153,7 +153,7 @@ func loadTLS(t *TLS) (*tls.Config, error) {
 
 // SetLogin makes browser redirects possible: for each snapshot, f returns
 // the login to send browsers to, or nil when the snapshot has none. Without
-// it, browsers get 401 like any other client. Call it before Start.
+// it, browsers get 401 like any other client. Call it before serving.
 func (s *Server) SetLogin(f func(*config.Snapshot) LoginStarter) { s.loginFor = f }
 
 func (s *Server) login(snap *config.Snapshot) LoginStarter {

@@ -61,8 +61,8 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	if snap == nil {
 		return denied(codes.Unavailable, http.StatusServiceUnavailable, "sekisho is starting.", "", id, nil), nil
 	}
-	if hr == nil || hr.GetMethod() == "" {
-		return denied(codes.InvalidArgument, http.StatusBadRequest, "The check request has no HTTP request attributes.", "", id, nil), nil
+	if hr == nil || hr.GetMethod() == "" || !strings.HasPrefix(hr.GetPath(), "/") {
+		return denied(codes.InvalidArgument, http.StatusBadRequest, "The check request has no HTTP method and path (/...).", "", id, nil), nil
 	}
 
 	d := &described{}

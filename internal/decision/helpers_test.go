@@ -107,7 +107,7 @@ type fixture struct {
 }
 
 // snapshotYAML is a config with a real JWT issuer and an API token file.
-func snapshotYAML(t *testing.T, iss *jwttest.Issuer, extra string) (string, string) {
+func snapshotYAML(t testing.TB, iss *jwttest.Issuer, extra string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "tokens.yaml")
@@ -129,7 +129,7 @@ api_tokens: {file: %s}
 // newFixture compiles testRoutes (plus extra top-level config), starts the
 // HTTP decision endpoints on httptest and the gRPC service on a loopback
 // listener, and waits for the issuer's keys.
-func newFixture(t *testing.T, cfg Config, extra string) *fixture {
+func newFixture(t testing.TB, cfg Config, extra string) *fixture {
 	t.Helper()
 	iss := jwttest.NewIssuer(t)
 	logs := &syncBuffer{}

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/httperr"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/reqinfo"
@@ -38,6 +39,11 @@ type dialect struct {
 	// pathHeader returns the canonical path for a proxy that can forward it
 	// instead of the path the client sent (nginx).
 	pathHeader bool
+	// everyIdentityHeader sends each identity header on an allow, empty when
+	// there is nothing to say, for proxies that copy a fixed list of names:
+	// older Caddy copies a placeholder's text for a missing one, and the
+	// empty value still replaces whatever the client sent.
+	everyIdentityHeader bool
 }
 
 var (
@@ -55,9 +61,10 @@ var (
 		pathHeader:    true,
 	}
 	forwardAuth = &dialect{
-		name:       "forward-auth",
-		describe:   describeForwardAuth,
-		denyStatus: same,
+		name:                "forward-auth",
+		describe:            describeForwardAuth,
+		denyStatus:          same,
+		everyIdentityHeader: true,
 	}
 )
 
@@ -130,31 +137,47 @@ func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *diale
 	if len(v.cookies) > 0 {
 		h["Set-Cookie"] = v.cookies
 	}
-	switch {
-	case v.status == http.StatusOK:
-		for k, vs := range v.set {
-			h[k] = vs
-		}
-		if dl.headersToRemove != "" && len(v.remove) > 0 {
-			h.Set(dl.headersToRemove, strings.Join(v.remove, ", "))
-		}
-		if dl.pathHeader {
-			h.Set(PathHeader, v.res.Path.Escaped)
-		}
+	switch v.status {
+	case http.StatusOK:
+		dl.allowHeaders(h, snap, &v)
 		w.WriteHeader(http.StatusOK)
 		return
-	case v.status == http.StatusFound && dl.locationOn401:
+	case http.StatusFound:
 		h.Set("Location", v.location)
+		if !dl.locationOn401 {
+			w.WriteHeader(http.StatusFound)
+			return
+		}
 		v.status = http.StatusUnauthorized
-	case v.status == http.StatusFound:
-		h.Set("Location", v.location)
-		w.WriteHeader(http.StatusFound)
-		return
 	}
 	if v.challenge != "" {
 		h.Set("WWW-Authenticate", v.challenge)
 	}
 	httperr.Write(w, r, dl.denyStatus(v.status), v.res.Message)
+}
+
+// allowHeaders writes what the proxy passes upstream on an allow.
+func (dl *dialect) allowHeaders(h http.Header, snap *config.Snapshot, v *verdict) {
+	for k, vs := range v.set {
+		h[k] = vs
+	}
+	if dl.headersToRemove != "" && len(v.remove) > 0 {
+		h.Set(dl.headersToRemove, strings.Join(v.remove, ", "))
+	}
+	if dl.pathHeader {
+		h.Set(PathHeader, v.res.Path.Escaped)
+	}
+	if dl.everyIdentityHeader {
+		assertion := snap.AssertionHeader
+		if assertion == "" {
+			assertion = config.DefaultAssertionHeader
+		}
+		for _, name := range [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertion} {
+			if _, ok := v.set[name]; !ok {
+				h[name] = []string{""}
+			}
+		}
+	}
 }
 
 // serveSignIn starts a browser's login and returns it to rd afterwards
@@ -232,6 +255,9 @@ func describeNginx(r *http.Request, d *described) (string, bool) {
 	if target == "" {
 		return "nginx did not say which request to decide: set X-Original-URI (or X-Original-URL).", false
 	}
+	if target[0] != '/' {
+		return "X-Original-URI must be a path and query (/...).", false
+	}
 	host, ok := one(r.Header, "X-Forwarded-Host")
 	if !ok {
 		return "X-Forwarded-Host is sent more than once.", false
@@ -263,6 +289,9 @@ func describeForwardAuth(r *http.Request, d *described) (string, bool) {
 	}
 	if !httpguts.ValidHeaderFieldName(v[0]) {
 		return "X-Forwarded-Method is not an HTTP method.", false
+	}
+	if v[3][0] != '/' {
+		return "X-Forwarded-Uri must be a path and query (/...).", false
 	}
 	d.set(v[0], v[1], v[2], v[3], r.Header)
 	return "", true
@@ -298,7 +327,7 @@ func splitURL(u string) (scheme, host, target string, ok bool) {
 		return scheme, u, "/", u != ""
 	}
 	host, target = u[:i], u[i:]
-	if target[0] == '?' {
+	if target[0] != '/' {
 		target = "/" + target
 	}
 	return scheme, host, target, host != ""

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/sekisho/sekisho/internal/config"
@@ -97,8 +98,8 @@ func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described
 // upstreamChanges does to a copy of the described headers what the gateway
 // does to a request it forwards (drop the consumed credential, strip
 // spoofable identity headers and sekisho's session cookies, set the
-// identity), and returns the difference:
-// headers to set (always every identity header) and headers to remove.
+// identity), and returns the difference: headers to set (always every
+// identity header) and headers to remove.
 func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (set http.Header, remove []string) {
 	set = make(http.Header, 4)
 	if res.Identity != nil {
@@ -122,23 +123,11 @@ func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (
 		}
 	}
 	for k, vs := range after.Header {
-		if _, identity := set[k]; !identity && !equal(vs, h[k]) {
+		if _, identity := set[k]; !identity && !slices.Equal(vs, h[k]) {
 			set[k] = vs // a rewritten header, such as Cookie without the credential
 		}
 	}
 	return set, remove
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // logDecision writes one line per decision: denials at info (an operator

@@ -1,0 +1,234 @@
+package decision
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// findBinary looks a Debian-packaged server up on PATH and in the sbin
+// directories that are not on every PATH, or skips the test.
+func findBinary(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	t.Skipf("%s is not installed (Debian package %q); this test drives the real server", name, map[string]string{"nginx": "nginx-light", "caddy": "caddy"}[name])
+	return ""
+}
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer runs a server process until the test ends and waits until
+// addr accepts connections (polling, with a deadline: it is an external
+// process with no other readiness signal).
+func startServer(t *testing.T, addr, logFile string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	out, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		out.Close()
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(logFile)
+			t.Fatalf("%s exited before listening (%v):\n%s", filepath.Base(name), err, log)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logFile)
+			t.Fatalf("%s did not listen on %s within 15s:\n%s", filepath.Base(name), addr, log)
+		}
+		time.Sleep(20 * time.Millisecond) // readiness poll of an external process
+	}
+}
+
+// example reads a file of examples/integrations and swaps its addresses
+// for the test's; every placeholder must occur, so the example cannot drift
+// away from what the test runs.
+func example(t *testing.T, name string, swap ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "integrations", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i+1 < len(swap); i += 2 {
+		if !strings.Contains(s, swap[i]) {
+			t.Fatalf("examples/integrations/%s no longer contains %q", name, swap[i])
+		}
+		s = strings.ReplaceAll(s, swap[i], swap[i+1])
+	}
+	return s
+}
+
+// seenRequest is what the upstream app received.
+type seenRequest struct {
+	URI     string      `json:"uri"`
+	Headers http.Header `json:"headers"`
+}
+
+// recordingApp is the upstream behind the proxy: it answers with what it
+// received and counts the requests that reached it.
+type recordingApp struct {
+	srv  *httptest.Server
+	hits atomic.Int32
+}
+
+func newRecordingApp(t *testing.T) *recordingApp {
+	t.Helper()
+	a := &recordingApp{}
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(seenRequest{URI: r.RequestURI, Headers: r.Header})
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *recordingApp) addr() string { return a.srv.Listener.Addr().String() }
+
+// proxyCase is one request through a real proxy and what must come of it.
+type proxyCase struct {
+	name   string
+	target string
+	hdr    []string
+	status int
+	// For 200: the request-target and identity the app must see.
+	appURI   string
+	appUser  string
+	appEmail string // "" means the app must see no email header at all
+	// location is the redirect a browser must get.
+	location string
+}
+
+// runProxyCases drives each case through the proxy at addr and checks the
+// status, what reached the app, and that denials never reached it.
+func runProxyCases(t *testing.T, addr string, app *recordingApp, cases []proxyCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := app.hits.Load()
+			resp, body := raw(t, addr, "GET", c.target, append([]string{"Host", "gw.test"}, c.hdr...)...)
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d\n%s", resp.StatusCode, c.status, body)
+			}
+			if c.status != 200 {
+				if n := app.hits.Load() - before; n != 0 {
+					t.Errorf("a denied request reached the app (%d times)", n)
+				}
+				if c.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer realm=") {
+					t.Errorf("401 without the Bearer challenge: %q", resp.Header.Get("WWW-Authenticate"))
+				}
+				if c.location != "" && resp.Header.Get("Location") != c.location {
+					t.Errorf("Location %q, want %q", resp.Header.Get("Location"), c.location)
+				}
+				return
+			}
+			var seen seenRequest
+			if err := json.Unmarshal([]byte(body), &seen); err != nil {
+				t.Fatalf("not the app's answer: %v\n%s", err, body)
+			}
+			if seen.URI != c.appURI {
+				t.Errorf("the app saw %q, want %q", seen.URI, c.appURI)
+			}
+			if got := seen.Headers.Values("X-Forwarded-User"); fmt.Sprint(got) != fmt.Sprint([]string{c.appUser}) {
+				t.Errorf("the app saw X-Forwarded-User %q, want only %q", got, c.appUser)
+			}
+			// An empty value says "nothing" as well as no header does.
+			if got := seen.Headers.Values("X-Forwarded-Email"); fmt.Sprint(got) != fmt.Sprint([]string{c.appEmail}) && !(c.appEmail == "" && len(got) == 0) {
+				t.Errorf("the app saw X-Forwarded-Email %q, want %q", got, c.appEmail)
+			}
+			for name, vs := range seen.Headers {
+				n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+				spoofable := n != strings.ToLower(name) || strings.HasPrefix(n, "x-auth-request-") || n == "x-sekisho-assertion"
+				if spoofable && strings.Join(vs, "") != "" {
+					t.Errorf("a spoofed identity header reached the app: %s: %q", name, vs)
+				}
+			}
+		})
+	}
+}
+
+// spoofed is what a client sends to pass itself off as someone else.
+var spoofed = []string{
+	"X-Forwarded-User", "mallory",
+	"X-Forwarded-Email", "mallory@evil.example",
+	"X-Forwarded_Email", "mallory@evil.example",
+	"X-Forwarded-Groups", "admin",
+	"X-Sekisho-Assertion", "forged",
+	"X-Auth-Request-User", "mallory",
+}
+
+// proxyCases are the cases every real proxy must pass; the app must see
+// the canonical path when the proxy forwards it (canonical), else the
+// path as sent. badPath is the status the proxy answers a path sekisho
+// refuses with.
+func proxyCases(f *fixture, canonical bool, badPath int) []proxyCase {
+	tk := f.tokens
+	path := func(canon, sent string) string {
+		if canonical {
+			return canon
+		}
+		return sent
+	}
+	alice, dave := "alice@example.com", "dave@example.com"
+	return []proxyCase{
+		{name: "no token", target: "/api1/x", status: 401},
+		{name: "valid token", target: "/api1/x?a=1&b=%2F", hdr: bearer(tk.admin), status: 200, appURI: "/api1/x?a=1&b=%2F", appUser: alice, appEmail: alice},
+		{name: "forbidden token", target: "/api1/x", hdr: bearer(tk.ops), status: 403},
+		{name: "expired token", target: "/api1/x", hdr: bearer(tk.expired), status: 401},
+		{name: "spoofed identity headers are replaced", target: "/api1/x", hdr: append(bearer(tk.admin), spoofed...), status: 200, appURI: "/api1/x", appUser: alice, appEmail: alice},
+		{name: "spoofed identity headers are dropped when sekisho has none to set", target: "/api1/x", hdr: append(bearer(ciToken), spoofed...), status: 200, appURI: "/api1/x", appUser: "token:ci-bot"},
+		{name: "spoofed identity without a token", target: "/api1/x", hdr: spoofed, status: 401},
+		{name: "dot segments are decided on the canonical path", target: "/api1/../api2/x", hdr: bearer(tk.dev), status: 200, appURI: path("/api2/x", "/api1/../api2/x"), appUser: dave, appEmail: dave},
+		{name: "dot segments cannot escape into a stricter route", target: "/api2/../api1/x", hdr: bearer(tk.dev), status: 403},
+		{name: "encoded dot segments", target: "/api1/%2e%2e/api2/x", hdr: bearer(tk.dev), status: 200, appURI: path("/api2/x", "/api1/%2e%2e/api2/x"), appUser: dave, appEmail: dave},
+		{name: "duplicate slashes", target: "//api1//x", hdr: bearer(tk.admin), status: 200, appURI: path("/api1/x", "//api1//x"), appUser: alice, appEmail: alice},
+		{name: "encoded slash refused", target: "/api1/a%2Fb", hdr: bearer(tk.admin), status: badPath},
+		{name: "encoded slash where the route allows it", target: "/files/a%2Fb", hdr: bearer(tk.admin), status: 200, appURI: "/files/a%2Fb", appUser: alice, appEmail: alice},
+		{name: "a browser without a session goes to sign in", target: "/api1/x", hdr: []string{"Accept", "text/html"}, status: 302, location: "https://login.example.com/start?rd=http://gw.test/api1/x"},
+	}
+}
