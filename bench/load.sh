@@ -304,7 +304,7 @@ for sc in "${scenarios[@]}"; do
 	EOF
 	"$work/sekisho" check --config "$conf" || die "sekisho check rejected $conf (scenario $sc)"
 	log "starting sekisho ($sc) on 127.0.0.1:$PORT_SEKISHO"
-	GOMAXPROCS=2 "$work/sekisho" serve --config "$conf" >"$work/sekisho-$sc.log" 2>&1 &
+	GOMAXPROCS=2 GOGC=${BENCH_GOGC:-100} "$work/sekisho" serve --config "$conf" >"$work/sekisho-$sc.log" 2>&1 &
 	pids+=($!)
 	sekisho_pid=$!
 	wait_http "http://127.0.0.1:$PORT_ADMIN/readyz" "$sekisho_pid" "sekisho" "$work/sekisho-$sc.log"

@@ -160,33 +160,59 @@ func (c *Chain) RemoveCredential(r *http.Request, src Source) {
 // RemoveSessionCookies deletes sekisho's own session cookies (every chunk)
 // from r: an upstream has no use for them and must never see them.
 func (c *Chain) RemoveSessionCookies(r *http.Request) {
-	if c.SessionCookie == "" || r.Header.Get("Cookie") == "" {
+	base := c.SessionCookie
+	if base == "" {
 		return
 	}
-	base := c.SessionCookie
-	removeCookies(r, func(name string) bool {
-		if name == base {
-			return true
+	for _, line := range r.Header["Cookie"] {
+		if strings.Contains(line, base) {
+			removeCookies(r, func(name string) bool {
+				if name == base {
+					return true
+				}
+				rest, ok := strings.CutPrefix(name, base+"_")
+				return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
+			})
+			return
 		}
-		rest, ok := strings.CutPrefix(name, base+"_")
-		return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
-	})
+	}
 }
 
-// removeCookies rewrites the Cookie header without the cookies drop names.
+// removeCookies rewrites the Cookie header lines without the cookies drop
+// names. It works on the text (name=value pairs separated by ';') rather
+// than parsing and re-serializing every cookie: it runs on every request of
+// a signed-in browser, whose session cookie is several kilobytes.
 func removeCookies(r *http.Request, drop func(name string) bool) {
-	cookies := r.Cookies()
-	keep := cookies[:0]
-	for _, ck := range cookies {
-		if !drop(ck.Name) {
-			keep = append(keep, ck)
+	lines := r.Header["Cookie"]
+	out := make([]string, 0, len(lines))
+	changed := false
+	for _, line := range lines {
+		var b strings.Builder
+		for part := range strings.SplitSeq(line, ";") {
+			p := strings.TrimSpace(part)
+			if p == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(p, "=")
+			if drop(strings.TrimSpace(name)) {
+				changed = true
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(p)
+		}
+		if b.Len() > 0 {
+			out = append(out, b.String())
 		}
 	}
-	if len(keep) == len(cookies) {
+	if !changed {
 		return
 	}
-	r.Header.Del("Cookie")
-	for _, ck := range keep {
-		r.AddCookie(ck)
+	if len(out) == 0 {
+		r.Header.Del("Cookie")
+		return
 	}
+	r.Header["Cookie"] = out
 }
