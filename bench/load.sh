@@ -25,6 +25,8 @@ PORT_UPSTREAM=${BENCH_PORT_UPSTREAM:-18081}
 PORT_NGINX=${BENCH_PORT_NGINX:-18082}
 PORT_SEKISHO=${BENCH_PORT_SEKISHO:-18080}
 PORT_ADMIN=${BENCH_PORT_ADMIN:-19090}
+PORT_DECISION=${BENCH_PORT_DECISION:-18083}
+PORT_FRONT=${BENCH_PORT_FRONT:-18084}
 READY_TIMEOUT=30 # seconds to wait for a server to answer
 STOP_TIMEOUT=10  # seconds a server gets to exit on SIGTERM before SIGKILL
 
@@ -46,8 +48,8 @@ done
 #                rule with CEL plus two allow rules
 #   session      (implemented) the built-in provider; curl signs in like a
 #                browser and wrk sends the session cookie
-#   authrequest  a different topology: nginx auth_request to sekisho's
-#                decision endpoint, against nginx with no auth_request
+#   authrequest  (implemented) a different topology: nginx auth_request to
+#                sekisho's decision endpoint, against nginx with no auth_request
 # ---------------------------------------------------------------------------
 
 scenario_plain() {
@@ -93,6 +95,63 @@ scenario_session_ready() {
 	cookie=$(awk -F'\t' '$6 ~ /^_sekisho(_[0-9]+)?$/ { printf "%s%s=%s", sep, $6, $7; sep="; " }' "$jar")
 	[[ -n $cookie ]] || die "session: no session cookie after sign-in"
 	SC_HEADERS=(-H "Cookie: $cookie")
+}
+
+# scenario_authrequest: a different topology. nginx stays the proxy and asks
+# sekisho's decision service (auth_request to /nginx) about every request,
+# with an API token; compare with the nginx row (nginx alone, no auth).
+scenario_authrequest() {
+	local token=skt_bench-load-token-0123456789abcdefghijkl
+	printf -- '- name: bench\n  hash: %s\n  groups: [bench]\n' \
+		"sha256:$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$work/tokens.yaml"
+	SC_TOP="api_tokens: {file: $work/tokens.yaml}
+		decision: {listen: \"127.0.0.1:$PORT_DECISION\"}"
+	SC_POLICY='allow: [{tokens: [bench]}]'
+	SC_HEADERS=(-H "Authorization: Bearer $token")
+	SC_NAME="nginx + auth_request to sekisho"
+}
+
+scenario_authrequest_ready() {
+	port_free "$PORT_FRONT" || die "127.0.0.1:$PORT_FRONT is in use (BENCH_PORT_FRONT)"
+	start_nginx front "
+worker_processes 2;
+events { worker_connections 4096; }
+http {
+$(http_common front)
+	upstream app { server 127.0.0.1:$PORT_UPSTREAM; keepalive 64; }
+	upstream decide { server 127.0.0.1:$PORT_DECISION; keepalive 64; }
+	server {
+		listen 127.0.0.1:$PORT_FRONT;
+		location / {
+			auth_request /_auth;
+			auth_request_set \$user \$upstream_http_x_forwarded_user;
+			proxy_set_header X-Forwarded-User \$user;
+			proxy_set_header Authorization \"\";
+			proxy_pass http://app;
+			proxy_http_version 1.1;
+			proxy_set_header Connection \"\";
+		}
+		location = /_auth {
+			internal;
+			proxy_pass http://decide/nginx;
+			proxy_http_version 1.1;
+			proxy_set_header Connection \"\";
+			proxy_pass_request_body off;
+			proxy_set_header Content-Length \"\";
+			proxy_set_header X-Original-URI \$request_uri;
+			proxy_set_header X-Original-Method \$request_method;
+			proxy_set_header X-Forwarded-Host \$host;
+			proxy_set_header X-Forwarded-Proto \$scheme;
+		}
+	}
+}"
+	local deadline=$((SECONDS + READY_TIMEOUT))
+	until ! port_free "$PORT_FRONT"; do
+		((SECONDS < deadline)) || die "auth front nginx did not listen on $PORT_FRONT"
+		kill -0 "$started_pid" 2>/dev/null || die "auth front nginx exited (see $work/front/error.log)"
+		sleep 0.1
+	done
+	SC_PORT=$PORT_FRONT
 }
 
 usage() {
@@ -312,7 +371,8 @@ for sc in "${scenarios[@]}"; do
 	if declare -F "scenario_${sc}_ready" >/dev/null; then
 		"scenario_${sc}_ready"
 	fi
-	run_wrk "sekisho $sc" "$PORT_SEKISHO" "${SC_HEADERS[@]}"
+	run_wrk "${SC_NAME:-sekisho $sc}" "${SC_PORT:-$PORT_SEKISHO}" "${SC_HEADERS[@]}"
+	SC_NAME="" SC_PORT=""
 	stop "$sekisho_pid"
 done
 

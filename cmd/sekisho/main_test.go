@@ -293,9 +293,12 @@ func TestUsageAndVersion(t *testing.T) {
 func TestQuickstart(t *testing.T) {
 	p := start(t, "serve")
 	waitFor(t, "quickstart readiness", func() bool { c, _ := get("http://127.0.0.1:9090/readyz"); return c == 200 })
-	c, body := get("http://127.0.0.1:8080/hello/../world?x=1")
-	if c != 200 || !strings.Contains(body, `"path":"/world"`) {
+	c, body := get("http://127.0.0.1:8080/public/hello/../world?x=1")
+	if c != 200 || !strings.Contains(body, `"path":"/public/world"`) {
 		t.Fatalf("quickstart echo: %d %s", c, body)
+	}
+	if c, _ := get("http://127.0.0.1:8080/admin/"); c != 401 {
+		t.Fatalf("quickstart /admin/ for a program: %d, want 401", c)
 	}
 	if !strings.Contains(p.out.String(), "sekisho started") {
 		t.Errorf("no start line in the log:\n%s", p.out.String())
