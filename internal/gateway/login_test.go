@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/session/redistest"
@@ -66,6 +68,11 @@ func newFixtureOn(t *testing.T, ln net.Listener, src, dir string) *fixture {
 	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !snap.WaitReady(ctx) { // the built-in provider is discovered in the background
+		t.Fatal("login providers never became ready")
 	}
 	gw := New(log, m, true)
 	gw.Swap(snap)
