@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
@@ -351,5 +352,45 @@ routes:
 	// The gateway itself has no upstream for the decision-only route.
 	if c, _ := get("http://" + listen + "/api/x"); c != 404 && c != 401 {
 		t.Errorf("gateway on a decision-only route: %d", c)
+	}
+}
+
+// TestTokenFileReload: editing the API token file (in another directory
+// than the config) reloads without a signal.
+func TestTokenFileReload(t *testing.T) {
+	cfgDir, tokDir := t.TempDir(), t.TempDir()
+	tokens := filepath.Join(tokDir, "tokens.yaml")
+	writeTokens := func(secret string) {
+		t.Helper()
+		sum := sha256.Sum256([]byte(secret))
+		tmp := tokens + ".tmp"
+		os.WriteFile(tmp, []byte(fmt.Sprintf("- name: ci\n  hash: sha256:%x\n", sum)), 0o600)
+		if err := os.Rename(tmp, tokens); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTokens("old-secret")
+	cfg := filepath.Join(cfgDir, "sekisho.yaml")
+	listen, admin := freePort(t), freePort(t)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: {http: %q}\nadmin: {listen: %q}\napi_tokens: {file: %q}\nroutes:\n  - {name: a, match: {path_prefix: /}, to: builtin:echo, allow: [{tokens: [ci]}]}\n", listen, admin, tokens)), 0o600)
+	start(t, "serve", "--config", cfg)
+	waitFor(t, "readiness", func() bool { c, _ := get("http://" + admin + "/readyz"); return c == 200 })
+	with := func(tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+listen+"/x", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := with("old-secret"); c != 200 {
+		t.Fatalf("old token: %d", c)
+	}
+	writeTokens("new-secret")
+	waitFor(t, "the new token", func() bool { return with("new-secret") == 200 })
+	if c := with("old-secret"); c != 401 {
+		t.Errorf("rotated-out token: %d, want 401", c)
 	}
 }
