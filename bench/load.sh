@@ -104,8 +104,7 @@ scenario_authrequest() {
 	local token=skt_bench-load-token-0123456789abcdefghijkl
 	printf -- '- name: bench\n  hash: %s\n  groups: [bench]\n' \
 		"sha256:$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$work/tokens.yaml"
-	SC_TOP="api_tokens: {file: $work/tokens.yaml}
-		decision: {listen: \"127.0.0.1:$PORT_DECISION\"}"
+	SC_TOP="api_tokens: {file: $work/tokens.yaml}"$'\n'"decision: {listen: \"127.0.0.1:$PORT_DECISION\"}"
 	SC_POLICY='allow: [{tokens: [bench]}]'
 	SC_HEADERS=(-H "Authorization: Bearer $token")
 	SC_NAME="nginx + auth_request to sekisho"
