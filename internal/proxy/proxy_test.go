@@ -582,3 +582,24 @@ func BenchmarkProxy(b *testing.B) {
 		p.ServeHTTP(w, r)
 	}
 }
+
+// TestNoTransparentCompression: the proxy neither asks the upstream for gzip
+// on the client's behalf nor decompresses what the upstream sends.
+func TestNoTransparentCompression(t *testing.T) {
+	gz := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0} // gzip of ""
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-Accept-Encoding", r.Header.Get("Accept-Encoding"))
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write(gz)
+	}))
+	defer up.Close()
+	p := newPool(t, backends(t, up.URL), Options{})
+	r := httptest.NewRequest(http.MethodGet, "/x", nil)
+	rec := serve(p, r, testInfo(r))
+	if got := rec.Header().Get("X-Seen-Accept-Encoding"); got != "" {
+		t.Errorf("upstream saw Accept-Encoding %q the client never sent", got)
+	}
+	if rec.Header().Get("Content-Encoding") != "gzip" || !bytes.Equal(rec.Body.Bytes(), gz) {
+		t.Errorf("the gzip body was altered: %q %x", rec.Header().Get("Content-Encoding"), rec.Body.Bytes())
+	}
+}

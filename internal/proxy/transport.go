@@ -137,6 +137,9 @@ func newTransport(o Options, h2c bool) *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: o.Timeout,
 		ExpectContinueTimeout: 1 * time.Second,
+		// A proxy passes bodies through as they are: never ask for gzip the
+		// client did not ask for, never decompress on its behalf.
+		DisableCompression: true,
 	}
 	if h2c {
 		t.Protocols = new(http.Protocols)
