@@ -31,29 +31,19 @@ import (
 	"github.com/sekisho/sekisho/internal/normalize"
 )
 
-// Config is the `decision:` section of the configuration file.
-type Config struct {
-	// Listen is the HTTP decision listener (Envoy/Istio/Emissary/Gateway API
-	// HTTP ext_authz, nginx auth_request, Traefik and Caddy forward-auth),
-	// e.g. "127.0.0.1:9191".
-	Listen string `yaml:"listen"`
-	// GRPC is the Envoy ext_authz gRPC listener, e.g. "127.0.0.1:9192".
-	GRPC string `yaml:"grpc"`
-	// TrustedProxies are the addresses (CIDRs or IPs) allowed to describe
-	// requests; default loopback only (127.0.0.0/8, ::1).
-	TrustedProxies []string `yaml:"trusted_proxies"`
-	// TLS serves both listeners over TLS; with a client CA it requires client
-	// certificates, and a verified client is trusted whatever its address.
-	TLS *TLS `yaml:"tls"`
-}
+// Config is the `decision:` section of the configuration file (defined in
+// internal/config, which this package builds on): Listen is the HTTP
+// decision listener (Envoy/Istio/Emissary/Gateway API HTTP ext_authz, nginx
+// auth_request, Traefik and Caddy forward-auth), GRPC the Envoy ext_authz
+// gRPC listener, TrustedProxies the addresses allowed to describe requests
+// (default loopback only), and TLS serves both listeners over TLS; with a
+// client CA it requires client certificates, and a verified client is
+// trusted whatever its address.
+type Config = config.Decision
 
 // TLS is the certificate of the decision listeners and, optionally, the CA
 // that client certificates must chain to (mTLS).
-type TLS struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
-}
+type TLS = config.DecisionTLS
 
 // defaultTrusted is loopback: a proxy on the same host (or pod) may ask.
 var defaultTrusted = []string{"127.0.0.0/8", "::1"}

@@ -167,40 +167,7 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-// clientIP is the original client: the right-most X-Forwarded-For entry
-// that is not a trusted proxy (entries left of it were written by the client
-// and prove nothing), else the peer itself.
+// clientIP is the original client behind the (trusted) asking proxy.
 func (s *Server) clientIP(peer netip.Addr, xff []string) netip.Addr {
-	client := peer
-	for i := len(xff) - 1; i >= 0; i-- {
-		rest := xff[i]
-		for rest != "" {
-			var entry string
-			if j := strings.LastIndexByte(rest, ','); j >= 0 {
-				rest, entry = rest[:j], rest[j+1:]
-			} else {
-				rest, entry = "", rest
-			}
-			a, ok := parseHop(strings.TrimSpace(entry))
-			if !ok {
-				return client
-			}
-			client = a
-			if !s.trust.Contains(a) {
-				return client
-			}
-		}
-	}
-	return client
-}
-
-// parseHop parses an X-Forwarded-For entry, with or without a port.
-func parseHop(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().WithZone(""), true
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap().WithZone(""), true
-	}
-	return netip.Addr{}, false
+	return s.trust.ClientIP(peer, xff)
 }

@@ -57,6 +57,35 @@ func (t *Trust) Contains(ip netip.Addr) bool {
 	return false
 }
 
+// ClientIP is the original client behind a trusted peer: the right-most
+// X-Forwarded-For entry (over all header lines) that is not itself a trusted
+// proxy, since entries to its left were written by the client and prove
+// nothing. An unparseable entry stops the walk and the last hop believed
+// stands; with no entries the peer is the client. The caller has checked
+// that peer is trusted.
+func (t *Trust) ClientIP(peer netip.Addr, xff []string) netip.Addr {
+	client := peer
+	for i := len(xff) - 1; i >= 0; i-- {
+		for rest := xff[i]; rest != ""; {
+			var entry string
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				rest, entry = rest[:j], rest[j+1:]
+			} else {
+				rest, entry = "", rest
+			}
+			addr, ok := parseHop(strings.TrimSpace(entry))
+			if !ok {
+				return client
+			}
+			client = addr
+			if !t.Contains(addr) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
 // Forwarded describes the original request as far as it can be believed.
 type Forwarded struct {
 	// ClientIP is the original client's address.
@@ -86,23 +115,9 @@ func (t *Trust) Forwarded(r *http.Request) Forwarded {
 		return f
 	}
 
-	f.For = strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
-	for rest := f.For; rest != ""; {
-		var entry string
-		if i := strings.LastIndexByte(rest, ','); i >= 0 {
-			rest, entry = rest[:i], rest[i+1:]
-		} else {
-			rest, entry = "", rest
-		}
-		addr, ok := parseHop(strings.TrimSpace(entry))
-		if !ok {
-			break
-		}
-		f.ClientIP = addr
-		if !t.Contains(addr) {
-			break
-		}
-	}
+	xff := r.Header.Values("X-Forwarded-For")
+	f.For = strings.Join(xff, ", ")
+	f.ClientIP = t.ClientIP(peer, xff)
 	if v := r.Header.Values("X-Forwarded-Proto"); len(v) == 1 && (v[0] == "http" || v[0] == "https") {
 		f.Proto = v[0]
 	}

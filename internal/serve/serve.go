@@ -179,11 +179,7 @@ func Run(ctx context.Context, opts Options) error {
 // startDecision starts the decision service on the same snapshots as the
 // gateway; browsers it must send to sign in go to the login service.
 func startDecision(ctx context.Context, d *config.Decision, current func() *config.Snapshot, log *slog.Logger) (*decision.Server, error) {
-	cfg := decision.Config{Listen: d.Listen, GRPC: d.GRPC, TrustedProxies: d.TrustedProxies}
-	if d.TLS != nil {
-		cfg.TLS = &decision.TLS{CertFile: d.TLS.CertFile, KeyFile: d.TLS.KeyFile, ClientCAFile: d.TLS.ClientCAFile}
-	}
-	srv, err := decision.New(cfg, current, log)
+	srv, err := decision.New(*d, current, log)
 	if err != nil {
 		return nil, err
 	}
