@@ -2,7 +2,6 @@ package decision
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const ciToken = "skt_decision-test-token-for-the-ci-bot-0123456789"
@@ -73,24 +73,6 @@ routes:
     allow: [{emails: [alice@example.com]}]
 `
 
-// syncBuffer is a log sink safe for server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // tokens are credentials with known decisions on testRoutes.
 type tokens struct {
 	admin, dev, ops, expired string
@@ -102,7 +84,7 @@ type fixture struct {
 	dec    *Server
 	srv    *httptest.Server // the HTTP decision endpoints
 	grpc   authv3.AuthorizationClient
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	tokens tokens
 }
 
@@ -132,7 +114,7 @@ api_tokens: {file: %s}
 func newFixture(t testing.TB, cfg Config, extra string) *fixture {
 	t.Helper()
 	iss := jwttest.NewIssuer(t)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	src, dir := snapshotYAML(t, iss, extra)
 	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log})

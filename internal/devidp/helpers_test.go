@@ -1,7 +1,6 @@
 package devidp
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -21,6 +20,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/oauth2"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const (
@@ -83,7 +84,7 @@ type fixture struct {
 	verifier *oidc.IDTokenVerifier
 	browser  *http.Client
 	clock    *clock
-	logs     *bytes.Buffer
+	logs     *testutil.SyncBuffer
 	ctx      context.Context
 }
 
@@ -91,7 +92,7 @@ type fixtureOption func(*Options)
 
 func newFixture(t *testing.T, fopts ...fixtureOption) *fixture {
 	t.Helper()
-	f := &fixture{clock: &clock{t: time.Now()}, logs: &bytes.Buffer{}, ctx: t.Context()}
+	f := &fixture{clock: &clock{t: time.Now()}, logs: &testutil.SyncBuffer{}, ctx: t.Context()}
 	mux := http.NewServeMux()
 	f.idp = httptest.NewServer(mux)
 	t.Cleanup(f.idp.Close)
@@ -101,7 +102,7 @@ func newFixture(t *testing.T, fopts ...fixtureOption) *fixture {
 	t.Cleanup(f.rp.Close)
 
 	opts := Options{
-		Logger:     slog.New(slog.NewTextHandler(&lockedWriter{w: f.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:     slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		SigningKey: testKey(),
 		Now:        f.clock.Now,
 	}
@@ -134,17 +135,6 @@ func newFixture(t *testing.T, fopts ...fixtureOption) *fixture {
 	jar, _ := cookiejar.New(nil)
 	f.browser = &http.Client{Jar: jar}
 	return f
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // login is an authorization request in progress, stopped at the login form.

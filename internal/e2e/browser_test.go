@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sekisho/sekisho/internal/echo"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // chromiumPath is Debian's chromium; the tests never download a browser.
@@ -30,7 +29,7 @@ func newBrowser(t *testing.T, flags ...chromedp.ExecAllocatorOption) context.Con
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("browser tests need Debian's chromium at %s (scripts/test.sh installs it; or: apt-get install -y chromium): %v", chromiumPath, err)
 	}
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,
@@ -201,22 +200,4 @@ func wantLanded(t *testing.T, ctx context.Context, resp *network.Response, statu
 	if got := location(t, ctx).String(); got != want {
 		t.Fatalf("browser landed on %s, want %s\n%s", got, want, pageState(ctx))
 	}
-}
-
-// syncBuffer collects the browser's output, written from another goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/telemetry"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const testConfig = `
@@ -49,34 +49,16 @@ routes:
     public: true
 `
 
-// syncBuffer is a log sink safe for the server goroutines writing to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	gw      *Gateway
 	srv     *httptest.Server
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 	metrics *telemetry.Metrics
 }
 
 func newFixture(t *testing.T, src string) *fixture {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	m := telemetry.NewMetrics()
 	snap, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Logger: log, OnUpstreamError: m.UpstreamError})

@@ -21,6 +21,7 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/session/redistest"
 	"github.com/sekisho/sekisho/internal/telemetry"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // loginGateway is a gateway with browser login served on a fixed loopback
@@ -62,7 +63,7 @@ func newLoginGateway(t *testing.T, extra string) *loginGateway {
 // newFixtureOn is newFixture with a given listener and config directory.
 func newFixtureOn(t *testing.T, ln net.Listener, src, dir string) *fixture {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	m := telemetry.NewMetrics()
 	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log})

@@ -1,7 +1,6 @@
 package listen
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"log"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +20,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestACMEChallengeRouting(t *testing.T) {
@@ -105,7 +105,7 @@ func testACMEIssue(t *testing.T, alpnOnHTTPS bool) {
 		tlsPort, _ = strconv.Atoi(tp)
 	}
 
-	pebbleLog := &lockedBuffer{}
+	pebbleLog := &testutil.SyncBuffer{}
 	logger := log.New(pebbleLog, "pebble ", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test"}})
@@ -174,22 +174,4 @@ func startDNS(t *testing.T) string {
 	<-started
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
-}
-
-// lockedBuffer is a bytes.Buffer safe for Pebble's concurrent loggers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // The provider in these tests is zitadel/oidc's example OP (exampleop and
@@ -122,24 +123,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer collects log output from request and background goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // setup tunes a harness before its service is built.
 type setup struct {
 	// providers replaces the single provider "corp" on the test OP.
@@ -165,7 +148,7 @@ type harness struct {
 	svc     *Service
 	store   session.Store
 	clock   *fakeClock
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 	secret  string // path of the client secret file
 
 	localhostCallback string
@@ -173,7 +156,7 @@ type harness struct {
 
 func newHarness(t *testing.T, su setup) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: &fakeClock{t: time.Now()}, logs: &syncBuffer{}}
+	h := &harness{t: t, clock: &fakeClock{t: time.Now()}, logs: &testutil.SyncBuffer{}}
 
 	h.gw = httptest.NewUnstartedServer(nil)
 	t.Cleanup(h.gw.Close)

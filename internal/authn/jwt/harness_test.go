@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // t0 is the fixed "now" of every test clock.
@@ -39,29 +39,12 @@ type harness struct {
 	*Authenticator
 	clock  *testClock
 	events chan refreshEvent
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testutil.SyncBuffer
 }
 
 func newHarness(t testing.TB, cfgs []IssuerConfig, opts Options) *harness {
 	t.Helper()
-	h := &harness{clock: newClock(), events: make(chan refreshEvent, 1000), logs: &syncBuffer{}}
+	h := &harness{clock: newClock(), events: make(chan refreshEvent, 1000), logs: &testutil.SyncBuffer{}}
 	opts.Now = h.clock.now
 	opts.Logger = slog.New(slog.NewTextHandler(h.logs, nil))
 	opts.onRefresh = func(iss string, err error) {
