@@ -70,8 +70,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info.ClientIP, info.Proto, info.Host, info.ForwardedFor = fwd.ClientIP, fwd.Proto, fwd.Host, fwd.For
 
 	// sekisho's own endpoints (login, the built-in provider, assertion keys)
-	// answer before routing, on the canonical path.
-	if strings.HasPrefix(r.URL.Path, "/.") && g.ownEndpoint(rec, r, snap, info) {
+	// answer before routing, on the canonical path: any path with a "/."
+	// may canonicalize into them ("//.sekisho/...", "/a/../.sekisho/...").
+	if strings.Contains(r.URL.Path, "/.") && g.ownEndpoint(rec, r, snap, info) {
 		return
 	}
 
@@ -129,9 +130,11 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, snap *config.Snap
 // answered.
 func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *config.Snapshot, info *reqinfo.Info) bool {
 	p, err := normalize.Request(r)
-	if err != nil {
-		return false // the pipeline answers 400
+	if err != nil || !strings.HasPrefix(p.Path, "/.") {
+		return false // the pipeline answers (400 for a bad path)
 	}
+	// The handlers below dispatch on r.URL: give them the canonical path.
+	normalize.SetURL(r.URL, p)
 	switch {
 	case p.Path == JWKSPath && snap.Assertion != nil:
 		info.Route = "sekisho:jwks"

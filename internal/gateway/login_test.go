@@ -182,6 +182,12 @@ func TestBrowserLogin(t *testing.T) {
 	if resp, _ := fetch(t, b, "GET", lg.url+"/anything", nil); resp.StatusCode != 200 {
 		t.Errorf("/anything with a session: %d", resp.StatusCode)
 	}
+	// Own endpoints are found on the canonical path, whatever the spelling.
+	for _, p := range []string{"//.sekisho/userinfo", "/x/../.sekisho/userinfo", "/%2esekisho/userinfo"} {
+		if resp, body := fetch(t, b, "GET", lg.url+p, nil); resp.StatusCode != 200 || !strings.Contains(body, "alice@example.com") {
+			t.Errorf("GET %s: %d %.100s", p, resp.StatusCode, body)
+		}
+	}
 	// userinfo shows the identity, never tokens.
 	resp, body = fetch(t, b, "GET", lg.url+"/.sekisho/userinfo", nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, "alice@example.com") {
