@@ -190,6 +190,15 @@ func (m *Mapper) Map(issuer string, method Method, claims map[string]any) (*Iden
 
 	sub, _ := claims["sub"].(string)
 	email, _ := claims[m.claims.Email].(string)
+	// An email the issuer says it has not verified proves nothing: it is
+	// left out of the identity (so emails/domains rules never match it),
+	// and, as in Kubernetes, it cannot be the username.
+	if v, present := claims["email_verified"]; present && !truthy(v) {
+		if m.usernameExpr == nil && m.claims.Username == m.claims.Email && email != "" {
+			return nil, errors.New("the username is the email, and the issuer has not verified it (email_verified is false)")
+		}
+		email = ""
+	}
 	id := &Identity{
 		Subject:       sub,
 		Username:      m.prefix.Username + username,

@@ -403,3 +403,36 @@ func FuzzMapper(f *testing.F) {
 		}
 	})
 }
+
+// TestMapUnverifiedEmail: an email the issuer marks unverified is not part
+// of the identity, and cannot be the username; an absent email_verified
+// (many issuers never send it) leaves the email as it is.
+func TestMapUnverifiedEmail(t *testing.T) {
+	bySub := mustMapper(t, ClaimsConfig{}, PrefixConfig{}, nil, MappingConfig{})
+	byEmail := mustMapper(t, ClaimsConfig{Username: "email"}, PrefixConfig{}, nil, MappingConfig{})
+	tests := []struct {
+		name      string
+		mapper    *Mapper
+		claims    string
+		wantEmail string
+		wantErr   bool
+	}{
+		{"verified", bySub, `{"sub":"u","email":"a@example.com","email_verified":true}`, "a@example.com", false},
+		{"not sent", bySub, `{"sub":"u","email":"a@example.com"}`, "a@example.com", false},
+		{"unverified is dropped", bySub, `{"sub":"u","email":"a@example.com","email_verified":false}`, "", false},
+		{"unverified string is dropped", bySub, `{"sub":"u","email":"a@example.com","email_verified":"false"}`, "", false},
+		{"unverified email as username", byEmail, `{"sub":"u","email":"a@example.com","email_verified":false}`, "", true},
+		{"verified email as username", byEmail, `{"sub":"u","email":"a@example.com","email_verified":true}`, "a@example.com", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := tt.mapper.Map("iss", MethodJWT, claimsJSON(t, tt.claims))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Map error = %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && id.Email != tt.wantEmail {
+				t.Errorf("Email = %q, want %q", id.Email, tt.wantEmail)
+			}
+		})
+	}
+}
