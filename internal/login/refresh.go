@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,7 +78,7 @@ func (s *Service) Authenticate(ctx context.Context, w http.ResponseWriter, r *ht
 	remaining := sess.TokenExpiry.Sub(now)
 	if remaining > 0 {
 		if sess.RefreshToken != "" && remaining <= s.refreshAhead(sess) && !s.refreshed.backingOff(sess.ID, now) {
-			s.flight.DoChan(sess.ID, s.refreshFunc(sess))
+			s.flight.DoChan(sess.ID, s.refreshFunc(sess, slices.Clone(r.Header["Cookie"])))
 		}
 		return sess.Identity, nil
 	}
@@ -94,7 +95,7 @@ func (s *Service) Authenticate(ctx context.Context, w http.ResponseWriter, r *ht
 	t := time.NewTimer(refreshTimeout)
 	defer t.Stop()
 	select {
-	case res := <-s.flight.DoChan(sess.ID, s.refreshFunc(sess)):
+	case res := <-s.flight.DoChan(sess.ID, s.refreshFunc(sess, slices.Clone(r.Header["Cookie"]))):
 		if res.Err != nil {
 			if errors.Is(res.Err, session.ErrExpired) {
 				s.endSession(ctx, w, r)
@@ -113,6 +114,31 @@ func (s *Service) Authenticate(ctx context.Context, w http.ResponseWriter, r *ht
 		return nil, ctx.Err()
 	}
 }
+
+// persist writes a refreshed session to a store shared by all replicas
+// (Redis) right away, so that a browser's next request finds it whichever
+// replica serves it; otherwise another replica would redeem the rotated
+// refresh token again and end the session. The session's ticket cookie does
+// not change, so no response is needed. The cookie store has nothing shared
+// to update: its refreshed cookie is written on the browser's next request.
+func (s *Service) persist(ctx context.Context, refreshed *session.Session, cookies []string) {
+	shared, ok := s.store.(interface{ Shared() bool })
+	if !ok || !shared.Shared() || len(cookies) == 0 {
+		return
+	}
+	cp := *refreshed
+	r := &http.Request{Header: http.Header{"Cookie": cookies}}
+	if err := s.store.Save(ctx, discardWriter{}, r, &cp); err != nil {
+		s.log.Warn("storing the refreshed session failed; it is written on the browser's next request", "provider", cp.Provider, "error", err)
+	}
+}
+
+// discardWriter takes the response of a store write nobody will see.
+type discardWriter struct{}
+
+func (discardWriter) Header() http.Header         { return http.Header{} }
+func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (discardWriter) WriteHeader(int)             {}
 
 // apply writes a refreshed session to the store (and so the browser's
 // cookie) and returns it. A session revoked meanwhile stays revoked; any
@@ -154,12 +180,15 @@ func (s *Service) refreshAhead(sess *session.Session) time.Duration {
 // refreshFunc is one refresh of sess, shared through the singleflight
 // group by every request of that session while it runs. It runs detached
 // from any request, so a request that gives up does not cancel it.
-func (s *Service) refreshFunc(sess *session.Session) func() (any, error) {
+func (s *Service) refreshFunc(sess *session.Session, cookies []string) func() (any, error) {
 	return func() (any, error) {
 		ctx, cancel := context.WithTimeout(oidc.ClientContext(s.ctx, s.client), refreshTimeout)
 		defer cancel()
 		ns, err := s.refresh(ctx, sess)
 		s.refreshed.record(sess, ns, err, s.now())
+		if err == nil {
+			s.persist(ctx, ns, cookies)
+		}
 		if err != nil {
 			s.log.Warn("token refresh failed", "provider", sess.Provider, "subject", sess.Identity.Subject,
 				"ends_session", errors.Is(err, session.ErrExpired), "error", err)

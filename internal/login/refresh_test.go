@@ -13,6 +13,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/session/redistest"
 )
 
 // refreshOP counts (and can hold or fail) the OP's refresh-token grants,
@@ -317,5 +318,31 @@ func TestRefreshedSessionRevokedMeanwhile(t *testing.T) {
 	resp, _ := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/app", nil)
 	if resp.StatusCode != http.StatusFound {
 		t.Errorf("applying a refresh to a revoked session: %d, want a new login", resp.StatusCode)
+	}
+}
+
+// TestRefreshedSessionSharedAtOnce: with Redis, a background refresh is
+// stored right away, so another replica (here: the store itself) sees the
+// new tokens before this browser's next request — and never redeems the
+// rotated refresh token again.
+func TestRefreshedSessionSharedAtOnce(t *testing.T) {
+	var srv *redistest.Server
+	rop := newRefreshOP(false)
+	h := newHarness(t, rop.setup(setup{store: redisStore(&srv)}))
+	b := newBrowser(t)
+	h.login(b, "/")
+	old := h.session(b)
+
+	h.clock.Advance(4 * time.Minute) // inside the refresh-ahead window
+	if resp, _ := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/app", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("request that starts the refresh: %d", resp.StatusCode)
+	}
+	if err := rop.wait(t); err != nil {
+		t.Fatalf("background refresh: %v", err)
+	}
+	// onRefresh fires after the refresh (and the store write) returned.
+	now := h.session(b)
+	if !now.TokenExpiry.After(old.TokenExpiry) || now.RefreshToken == old.RefreshToken {
+		t.Fatalf("the shared store still holds the old tokens after a background refresh")
 	}
 }

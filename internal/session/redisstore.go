@@ -82,6 +82,10 @@ func NewRedisStore(ctx context.Context, rawURL string, c *Codec, o StoreOptions)
 	return store, nil
 }
 
+// Shared reports that sessions live server-side, visible to every replica:
+// the login service then stores refreshed sessions at once.
+func (s *RedisStore) Shared() bool { return true }
+
 // Close releases the connections.
 func (s *RedisStore) Close() error { return s.client.Close() }
 
