@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,11 @@ type Snapshot struct {
 	// Auth is browser login; nil without providers.
 	Auth *Auth
 
-	pools []*proxy.Pool
+	pools []*proxy.Pool // owned: closed with the snapshot
+	// carried are pools reused from the previous snapshot; they become
+	// owned in takeOver, once this snapshot has compiled.
+	carried   []*proxy.Pool
+	poolByKey map[string]*proxy.Pool
 	// ownJWT and ownAuth are false once a newer snapshot has taken the
 	// verifier or the login service over.
 	ownJWT  atomic.Bool
@@ -202,6 +207,11 @@ func (s *Snapshot) takeOver(prev *Snapshot) {
 	if s.Auth != nil && s.Auth == prev.Auth && prev.ownAuth.Swap(false) {
 		s.ownAuth.Store(true)
 	}
+	for _, p := range s.carried {
+		prev.pools = slices.DeleteFunc(prev.pools, func(q *proxy.Pool) bool { return q == p })
+		s.pools = append(s.pools, p)
+	}
+	s.carried = nil
 }
 
 // Decode parses config bytes into a File without compiling it: for settings
@@ -292,7 +302,7 @@ func (c *compiler) yamlProblem(msg string) Problem {
 }
 
 func (c *compiler) compile(f *File) *Snapshot {
-	s := &Snapshot{File: f}
+	s := &Snapshot{File: f, poolByKey: map[string]*proxy.Pool{}}
 	c.checkListen(f)
 	c.checkDecision(f)
 	c.defaults(f)
@@ -414,6 +424,16 @@ func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
 	if r.Retries != nil {
 		retries = *r.Retries
 	}
+	// A route whose upstream settings did not change keeps its pool across
+	// a reload: warm upstream connections and passive health state survive.
+	key := poolKey(r, backends, retries)
+	if prev := c.opts.Previous; prev != nil {
+		if p, ok := prev.poolByKey[key]; ok && slices.Contains(prev.pools, p) {
+			s.poolByKey[key] = p
+			s.carried = append(s.carried, p)
+			return p
+		}
+	}
 	name := r.Name
 	var onErr func(string, string)
 	if c.opts.OnUpstreamError != nil {
@@ -431,7 +451,18 @@ func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
 		return nil
 	}
 	s.pools = append(s.pools, p)
+	s.poolByKey[key] = p
 	return p
+}
+
+// poolKey identifies everything a pool is built from.
+func poolKey(r *Route, backends []proxy.Backend, retries int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%d|%t", r.Name, r.Timeout, retries, r.RewriteHost)
+	for _, be := range backends {
+		fmt.Fprintf(&b, "|%s=%d", be.URL, be.Weight)
+	}
+	return b.String()
 }
 
 // parseUpstream parses a `to:` URL; the proxy stage validates it (scheme,

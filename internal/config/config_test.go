@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -316,4 +317,45 @@ routes:
 	if c.Auth != b.Auth {
 		t.Fatal("unchanged login settings were rebuilt")
 	}
+}
+
+// TestPoolsCarriedOver: a reload keeps the pool of a route whose upstream
+// settings did not change (warm connections, health state), builds a new
+// one when they did, and the old snapshot's Close leaves carried pools alone.
+func TestPoolsCarriedOver(t *testing.T) {
+	src := `
+listen: {http: "127.0.0.1:0"}
+routes:
+  - {name: a, match: {path: /a}, to: "http://127.0.0.1:1", public: true}
+  - {name: b, match: {path: /b}, to: "http://127.0.0.1:2", public: true}
+`
+	a, err := Parse([]byte(src), "a.yaml", ".", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := func(s *Snapshot, path string) http.Handler {
+		rt, _, _ := s.Routes.Match("x", path, "GET", nil)
+		return rt.Upstream
+	}
+	if _, err := Parse([]byte(src+"  - {name: c, match: {path: /c}, to: bad, public: true}\n"), "bad.yaml", ".", Options{Previous: a}); err == nil {
+		t.Fatal("bad config accepted")
+	}
+	if len(a.pools) != 2 {
+		t.Fatalf("a failed reload took pools from the running snapshot: %d left", len(a.pools))
+	}
+	b, err := Parse([]byte(strings.Replace(src, "127.0.0.1:2", "127.0.0.1:3", 1)), "b.yaml", ".", Options{Previous: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if upstream(b, "/a") != upstream(a, "/a") {
+		t.Error("route a's unchanged pool was rebuilt")
+	}
+	if upstream(b, "/b") == upstream(a, "/b") {
+		t.Error("route b's changed pool was reused")
+	}
+	if len(a.pools) != 1 || len(b.pools) != 2 {
+		t.Errorf("ownership: old snapshot owns %d pools (want 1), new owns %d (want 2)", len(a.pools), len(b.pools))
+	}
+	a.Close()
 }
