@@ -101,6 +101,8 @@ type CompiledRoute struct {
 	Policy *authz.Policy
 	// API routes never redirect to a login page.
 	API bool
+	// AllowPathParams accepts ';' in the path (matrix parameters).
+	AllowPathParams bool
 	// Upstream forwards the request; nil for decision-only routes.
 	Upstream http.Handler
 }
@@ -339,7 +341,7 @@ func (c *compiler) compile(f *File) *Snapshot {
 		} else {
 			names[r.Name] = i
 		}
-		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API}
+		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API, AllowPathParams: r.AllowPathParams}
 		c.compilePolicy(env, r, compiled, at)
 		compiled.Upstream = c.pool(s, r, at)
 		rules = append(rules, route.Rule[*CompiledRoute]{

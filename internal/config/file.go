@@ -176,6 +176,7 @@ type Route struct {
 	Retries           *int          `yaml:"retries"`
 	RewriteHost       bool          `yaml:"rewrite_host"`
 	AllowEncodedSlash bool          `yaml:"allow_encoded_slash"`
+	AllowPathParams   bool          `yaml:"allow_path_params"`
 	Public            bool          `yaml:"public"`
 	PassCredentials   bool          `yaml:"pass_credentials"`
 	// API marks a route for programs: no login redirect, always 401.

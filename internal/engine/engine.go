@@ -119,6 +119,14 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 		res.Reason = res.Message
 		return res
 	}
+	// Servlet containers read "/admin;x/secret" as "/admin/secret" while the
+	// route table sees a segment "admin;x": refuse path parameters unless the
+	// route's upstream is known to want them.
+	if !rt.AllowPathParams && strings.IndexByte(path.Path, ';') >= 0 {
+		res.Outcome, res.Message = BadRequest, "Path parameters (;) are not allowed on this route."
+		res.Reason = res.Message
+		return res
+	}
 	if rt.Public {
 		res.Reason = "public route"
 		return res

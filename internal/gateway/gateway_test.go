@@ -35,6 +35,11 @@ routes:
     to: builtin:echo
     public: true
     allow_encoded_slash: true
+  - name: jsp
+    match: {path_prefix: /jsp}
+    to: builtin:echo
+    public: true
+    allow_path_params: true
   - name: exact
     match: {path: /exact}
     to: builtin:echo
@@ -138,6 +143,10 @@ func TestPipelineRoutesAndForwardsCanonicalPath(t *testing.T) {
 		{target: "/../etc/passwd", status: 400, bodyMatch: "not acceptable"},
 		{target: "/api1/%00", status: 400},
 		{target: "/api1/..;/api2", status: 400},
+		{target: "/api1/x;y/users", status: 400, bodyMatch: "Path parameters"},
+		{target: "/api1;x/users", status: 404},
+		{target: "/api1/%3Bx", status: 400, bodyMatch: "Path parameters"},
+		{target: "/jsp/app;jsessionid=1", status: 200, route: "jsp", upstream: "/jsp/app;jsessionid=1"},
 		{target: "/api1/%zz", status: 400, goServer: true},
 		{target: "/", hostHdr: "APP.Example.COM.:8080", status: 200, route: "app", upstream: "/"},
 	}
