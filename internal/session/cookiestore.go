@@ -43,12 +43,33 @@ func (s *CookieStore) Load(_ context.Context, r *http.Request) (*Session, error)
 		if err := json.Unmarshal(plain, &sess); err != nil {
 			return nil, ErrInvalid
 		}
-		s.decoded.put(raw, sess)
+		if cacheable(raw, values) {
+			s.decoded.put(raw, sess)
+		}
 	}
 	if err := s.opts.check(&sess); err != nil {
 		return nil, err
 	}
 	return &sess, nil
+}
+
+// maxOtherCookieBytes is how much of a cached Cookie header may be other
+// cookies than the session's own.
+const maxOtherCookieBytes = 4 << 10
+
+// cacheable reports whether a Cookie header is small enough, next to the
+// session chunks it carries, to be kept as a decoded-cache key: the cache
+// holds whole headers, and one signed-in browser padding its Cookie header
+// with junk that changes per request must not make every entry tens of KB.
+func cacheable(raw, chunks []string) bool {
+	size := 0
+	for _, v := range raw {
+		size += len(v)
+	}
+	for _, v := range chunks {
+		size -= len(v)
+	}
+	return size <= maxOtherCookieBytes
 }
 
 // Save fills in missing timestamps on sess and writes it to the cookies.

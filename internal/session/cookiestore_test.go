@@ -395,3 +395,35 @@ func TestCookieStoreDecodedCache(t *testing.T) {
 		t.Fatalf("cache grew to %d entries, bound 2", len(small.m))
 	}
 }
+
+// TestCookieStoreDecodedCacheSkipsPaddedHeaders: a Cookie header that is
+// mostly other cookies still loads, but is not kept as a cache key, so a
+// browser padding its header cannot make the cache hold megabytes.
+func TestCookieStoreDecodedCacheSkipsPaddedHeaders(t *testing.T) {
+	st := NewCookieStore(newCodec(t, CodecOptions{}), StoreOptions{TTL: time.Hour})
+	rec := httptest.NewRecorder()
+	if err := st.Save(context.Background(), rec, requestWith(), typicalSession("s1")); err != nil {
+		t.Fatal(err)
+	}
+	cookies := rec.Result().Cookies()
+	tests := []struct {
+		name    string
+		padding int
+		cached  bool
+	}{
+		{"a few other cookies", 1 << 10, true},
+		{"padded header", 32 << 10, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st.decoded = newDecodedCache(decodedCacheSize)
+			other := &http.Cookie{Name: "other", Value: strings.Repeat("x", tt.padding)}
+			if _, err := st.Load(context.Background(), requestWith(append([]*http.Cookie{other}, cookies...)...)); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(st.decoded.m) == 1; got != tt.cached {
+				t.Fatalf("cached = %v, want %v", got, tt.cached)
+			}
+		})
+	}
+}
