@@ -34,11 +34,14 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		c.addf([]any{"credentials", "header"}, "%q is not a valid header name", h)
 	}
 
+	hmacFiles := make([]string, len(f.JWT))
 	for i := range f.JWT {
 		f.JWT[i].HMACSecretFile = c.path(f.JWT[i].HMACSecretFile)
+		hmacFiles[i] = f.JWT[i].HMACSecretFile
 	}
+	s.jwtFiles = fileDigest(hmacFiles...)
 	if len(f.JWT) > 0 {
-		if prev != nil && prev.Authn != nil && prev.Authn.JWT != nil && reflect.DeepEqual(prev.File.JWT, f.JWT) && prev.ownJWT.Load() {
+		if prev != nil && prev.Authn != nil && prev.Authn.JWT != nil && reflect.DeepEqual(prev.File.JWT, f.JWT) && prev.jwtFiles == s.jwtFiles && prev.ownJWT.Load() {
 			chain.JWT = prev.Authn.JWT // ownership moves in takeOver
 		} else {
 			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{HTTPClient: c.opts.HTTPClient, Logger: c.opts.Logger})
@@ -86,7 +89,8 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		}
 		strip = append(strip, a.Header)
 		s.AssertionHeader = a.Header
-		if prev != nil && prev.Assertion != nil && prev.File.UpstreamIdentity.Assertion != nil && *prev.File.UpstreamIdentity.Assertion == *a {
+		s.assertionFiles = fileDigest(a.KeyFile)
+		if prev != nil && prev.Assertion != nil && prev.File.UpstreamIdentity.Assertion != nil && *prev.File.UpstreamIdentity.Assertion == *a && prev.assertionFiles == s.assertionFiles {
 			s.Assertion = prev.Assertion
 		} else {
 			signer, err := assertion.NewSigner(a.KeyFile, a.Issuer, a.TTL)

@@ -7,6 +7,7 @@ package config
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -87,6 +88,11 @@ type Snapshot struct {
 	// verifier or the login service over.
 	ownJWT  atomic.Bool
 	ownAuth atomic.Bool
+	// jwtFiles and assertionFiles digest the secret files the verifier and
+	// the signer were built from, so a reload carries them over only while
+	// those files are unchanged.
+	jwtFiles       [sha256.Size]byte
+	assertionFiles [sha256.Size]byte
 }
 
 // CompiledRoute is what the gateway needs once a request matched a route.
@@ -148,13 +154,39 @@ func (s *Snapshot) ready() bool {
 	return s.Auth == nil || s.Auth.Login.Ready()
 }
 
-// WatchFiles lists the files besides the config whose change should reload it.
+// WatchFiles lists the files besides the config whose change should reload
+// it: API tokens, and the secret files, so that a rotated key takes effect.
 func (s *Snapshot) WatchFiles() []string {
-	var files []string
-	if s.File.APITokens != nil && s.File.APITokens.File != "" {
-		files = append(files, s.File.APITokens.File)
+	f := s.File
+	files := []string{f.Session.SecretFile}
+	if f.APITokens != nil {
+		files = append(files, f.APITokens.File)
 	}
-	return files
+	for _, p := range f.Providers {
+		files = append(files, p.ClientSecretFile)
+	}
+	for _, j := range f.JWT {
+		files = append(files, j.HMACSecretFile)
+	}
+	if a := f.UpstreamIdentity.Assertion; a != nil {
+		files = append(files, a.KeyFile)
+	}
+	return slices.DeleteFunc(files, func(name string) bool { return name == "" })
+}
+
+// fileDigest hashes the contents of files, so that a reload can tell a
+// rotated secret from an unchanged one behind the same path. A file that
+// cannot be read hashes as empty; compiling it reports why.
+func fileDigest(files ...string) [sha256.Size]byte {
+	h := sha256.New()
+	for _, name := range files {
+		data, _ := os.ReadFile(name)
+		fmt.Fprintf(h, "%d:", len(data))
+		h.Write(data)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // Load reads, validates and compiles the config file at path.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -358,4 +359,56 @@ routes:
 		t.Errorf("ownership: old snapshot owns %d pools (want 1), new owns %d (want 2)", len(a.pools), len(b.pools))
 	}
 	a.Close()
+}
+
+// TestCarryOverFollowsSecretFiles: a reload whose settings are unchanged
+// but whose session key or HMAC secret file was rewritten (a rotation)
+// builds the login service and the JWT verifier anew, and the secret files
+// are watched so that the rotation reloads by itself.
+func TestCarryOverFollowsSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "session.key")
+	hmacFile := filepath.Join(dir, "hmac.secret")
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(keyFile, strings.Repeat("ab", 32)+"\n")
+	write(hmacFile, strings.Repeat("s", 32))
+	src := `
+listen: {http: "127.0.0.1:18998"}
+jwt: [{issuer: "https://127.0.0.1:1", audiences: [x], algorithms: [HS256], hmac_secret_file: hmac.secret}]
+providers: [{name: dev, builtin: {users: [{email: a@example.com, password: x}]}}]
+session: {secret_file: session.key}
+routes:
+  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
+`
+	load := func(prev *Snapshot) *Snapshot {
+		t.Helper()
+		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Previous: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	a := load(nil)
+	if got, want := a.WatchFiles(), []string{keyFile, hmacFile}; !slices.Equal(got, want) {
+		t.Errorf("WatchFiles = %q, want %q", got, want)
+	}
+	b := load(a)
+	if b.Auth != a.Auth || b.Authn.JWT != a.Authn.JWT {
+		t.Fatal("unchanged settings and files were rebuilt")
+	}
+	write(keyFile, strings.Repeat("cd", 32)+"\n"+strings.Repeat("ab", 32)+"\n")
+	write(hmacFile, strings.Repeat("t", 32))
+	c := load(b)
+	if c.Auth == b.Auth {
+		t.Error("a rotated session key kept the login service built with the old one")
+	}
+	if c.Authn.JWT == b.Authn.JWT {
+		t.Error("a rotated HMAC secret kept the verifier built with the old one")
+	}
 }

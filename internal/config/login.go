@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,12 +33,15 @@ type Auth struct {
 	redis  *session.RedisStore
 }
 
-// authKey is the configuration an Auth was built from.
+// authKey is the configuration an Auth was built from, with a digest of
+// the secret files it read (session keys, client secrets), so that a
+// rotated key takes effect on reload.
 type authKey struct {
 	Providers []Provider
 	Session   Session
 	Login     Login
 	Listen    Listen
+	Secrets   [sha256.Size]byte
 }
 
 func (a *Auth) close() {
@@ -58,10 +62,12 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		return
 	}
 	f.Session.SecretFile = c.path(f.Session.SecretFile)
+	secretFiles := []string{f.Session.SecretFile}
 	for i := range f.Providers {
 		f.Providers[i].ClientSecretFile = c.path(f.Providers[i].ClientSecretFile)
+		secretFiles = append(secretFiles, f.Providers[i].ClientSecretFile)
 	}
-	key := authKey{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen}
+	key := authKey{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen, Secrets: fileDigest(secretFiles...)}
 	if prev := c.opts.Previous; prev != nil && prev.Auth != nil && reflect.DeepEqual(prev.Auth.key, key) && prev.ownAuth.Load() {
 		s.Auth = prev.Auth // ownership moves in takeOver
 		return
