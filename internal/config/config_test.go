@@ -412,3 +412,21 @@ routes:
 		t.Error("a rotated HMAC secret kept the verifier built with the old one")
 	}
 }
+
+func TestSessionSecureCookies(t *testing.T) {
+	yes, no := true, false
+	for _, tt := range []struct {
+		name   string
+		f      File
+		secure bool
+	}{
+		{"plain listener", File{Listen: Listen{HTTP: ":80"}}, false},
+		{"https listener", File{Listen: Listen{HTTP: ":80", HTTPS: ":443"}}, true},
+		{"behind a TLS proxy", File{Listen: Listen{HTTP: ":80"}, Session: Session{Secure: &yes}}, true},
+		{"explicitly off", File{Listen: Listen{HTTPS: ":443"}, Session: Session{Secure: &no}}, false},
+	} {
+		if got := sessionSecure(&tt.f); got != tt.secure {
+			t.Errorf("%s: sessionSecure = %v, want %v", tt.name, got, tt.secure)
+		}
+	}
+}

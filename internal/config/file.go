@@ -82,6 +82,9 @@ type Session struct {
 	// Store is "cookie" (default) or a redis:// or rediss:// URL.
 	Store  string `yaml:"store"`
 	Domain string `yaml:"domain"`
+	// Secure marks cookies Secure; default: when listen.https is set. Set it
+	// true behind a proxy that terminates TLS.
+	Secure *bool `yaml:"secure"`
 }
 
 // Login configures the login endpoints.

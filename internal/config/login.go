@@ -81,8 +81,7 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		}
 	}()
 
-	secure := f.Listen.HTTPS != ""
-	codec := c.sessionCodec(f, secure)
+	codec := c.sessionCodec(f, sessionSecure(f))
 	store := c.sessionStore(ctx, f, codec, a)
 	transport := http.DefaultTransport
 	providers := make([]login.ProviderConfig, len(f.Providers))
@@ -90,7 +89,7 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		p := f.Providers[i]
 		at := []any{"providers", i}
 		if p.Builtin != nil {
-			dev, ok := c.builtin(ctx, f, &p, at, secure)
+			dev, ok := c.builtin(ctx, f, &p, at, f.Listen.HTTPS != "")
 			if !ok {
 				continue
 			}
@@ -121,6 +120,17 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 	a.cookie = orDefault(f.Session.Cookie, "_sekisho")
 	s.Auth = a
 	s.ownAuth.Store(true)
+}
+
+// sessionSecure says whether session cookies are Secure: when sekisho serves
+// HTTPS itself, or when told so (behind a TLS-terminating load balancer or
+// ingress). The short-lived login state cookie follows each request's own
+// (trusted) scheme instead.
+func sessionSecure(f *File) bool {
+	if f.Session.Secure != nil {
+		return *f.Session.Secure
+	}
+	return f.Listen.HTTPS != ""
 }
 
 func (c *compiler) sessionCodec(f *File, secure bool) *session.Codec {
