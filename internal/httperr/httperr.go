@@ -6,7 +6,6 @@ package httperr
 
 import (
 	"encoding/json"
-	"fmt"
 	"html/template"
 	"net/http"
 	"strings"
@@ -90,9 +89,4 @@ func WantsJSON(r *http.Request) bool {
 	}
 	h := strings.Index(accept, "text/html")
 	return h < 0 || j < h
-}
-
-// Errorf is Write with a formatted message.
-func Errorf(w http.ResponseWriter, r *http.Request, status int, format string, args ...any) {
-	Write(w, r, status, fmt.Sprintf(format, args...))
 }

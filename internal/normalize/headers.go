@@ -74,13 +74,6 @@ func (s *HeaderSet) Strip(h http.Header) {
 	}
 }
 
-// Matches reports whether a header named name would be stripped. Adapters
-// that cannot delete headers themselves (Envoy ext_authz) use it to list the
-// exact names present in a request for the proxy to remove.
-func (s *HeaderSet) Matches(name string) bool {
-	return name != "" && s.first[fold(name[0])] && s.match(name)
-}
-
 func (s *HeaderSet) match(k string) bool {
 	for _, n := range s.names {
 		if len(k) == len(n) && foldEqual(k, n) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/httperr"
+	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 )
 
@@ -228,8 +229,24 @@ func (p *Pool) Close() {
 	}
 }
 
+// unvouched are client-sent headers that upstream frameworks read as the
+// client's address, scheme, port, path prefix or path. ReverseProxy removes
+// only the exact names Forwarded and X-Forwarded-For/-Host/-Proto; left alone,
+// the rest would let a client pick the address an upstream IP check sees
+// (chi and nginx read True-Client-IP and X-Real-IP), the prefix it builds
+// redirects from (Spring, ASP.NET) or the path it serves instead of the one
+// that was authorized (X-Original-URL, X-Rewrite-URL). A HeaderSet also
+// catches the underscore spellings ("X-Forwarded_For") that CGI-style stacks
+// read as the dashed name. sekisho sets its own values after stripping.
+var unvouched = normalize.NewHeaderSet([]string{
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"True-Client-Ip", "X-Real-Ip", "X-Client-Ip",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
+	"X-Original-Url", "X-Rewrite-Url",
+}, nil)
+
 // rewrite shapes the outbound request. ReverseProxy has already removed
-// hop-by-hop headers and the client's Forwarded and X-Forwarded-* headers.
+// hop-by-hop headers.
 func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	// ReverseProxy re-encodes queries it cannot parse; the upstream must see
 	// the query the client sent, so that nothing differs between parsers.
@@ -240,6 +257,7 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 		info = &reqinfo.Info{}
 	}
 	h := pr.Out.Header
+	unvouched.Strip(h)
 	xff := info.ForwardedFor
 	if peer, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
 		if xff == "" {

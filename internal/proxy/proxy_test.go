@@ -273,6 +273,14 @@ func TestForwardingHeaders(t *testing.T) {
 			} {
 				r.Header.Set(k, v)
 			}
+			// Names upstreams read as the client's address, port, prefix or
+			// path, some in the underscore spelling CGI stacks fold to '-'.
+			spoofed := []string{"True-Client-Ip", "X-Real-Ip", "X-Client-Ip", "X-Forwarded-Port",
+				"X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Original-Url", "X-Rewrite-Url",
+				"X_Real_IP", "X-Forwarded_For", "X-Forwarded_Host", "X_Forwarded_Prefix"}
+			for _, k := range spoofed {
+				r.Header[k] = []string{"6.6.6.6"}
+			}
 			info := &reqinfo.Info{ID: testID, Route: testRoute, Proto: "https", Host: "app.example.com", ForwardedFor: tt.chain}
 			rec := serve(p, r, info)
 			if rec.Code != http.StatusOK {
@@ -286,6 +294,13 @@ func TestForwardingHeaders(t *testing.T) {
 			for k, v := range want {
 				if got := h.Values(k); (v == "" && len(got) != 0) || (v != "" && !slices.Equal(got, []string{v})) {
 					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			for k, v := range h {
+				for _, s := range spoofed {
+					if strings.EqualFold(k, s) {
+						t.Errorf("client-sent %s = %q reached the upstream", k, v)
+					}
 				}
 			}
 		})
