@@ -173,6 +173,8 @@ func (dl *dialect) allowHeaders(h http.Header, snap *config.Snapshot, v *verdict
 			assertion = config.DefaultAssertionHeader
 		}
 		for _, name := range [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertion} {
+			// Configured names keep the operator's case; v.set's are canonical.
+			name = http.CanonicalHeaderKey(name)
 			if _, ok := v.set[name]; !ok {
 				h[name] = []string{""}
 			}

@@ -498,3 +498,20 @@ func FuzzDescribe(f *testing.F) {
 		}
 	})
 }
+
+// TestForwardAuthHeaderNamesInAnyCase: header names are configured as the
+// operator writes them, but an HTTP header has one name whatever its case.
+// A lower-case name must still give exactly one value per identity header,
+// not the identity plus an empty duplicate for the proxy to choose from.
+func TestForwardAuthHeaderNamesInAnyCase(t *testing.T) {
+	f := newFixture(t, Config{}, "upstream_identity: {headers: {user: x-auth-user, email: x-auth-email, groups: x-auth-groups}}")
+	resp, _ := raw(t, f.addr(), "GET", "/forward-auth", append([]string{"X-Forwarded-Method", "GET", "X-Forwarded-Host", "gw.test", "X-Forwarded-Uri", "/api1/x"}, bearer(f.tokens.admin)...)...)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for name, want := range map[string]string{"X-Auth-User": "alice@example.com", "X-Auth-Email": "alice@example.com", "X-Auth-Groups": "admin,dev"} {
+		if got := resp.Header[name]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %q, want exactly [%q]", name, got, want)
+		}
+	}
+}

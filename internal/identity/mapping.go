@@ -192,9 +192,10 @@ func (m *Mapper) Map(issuer string, method Method, claims map[string]any) (*Iden
 	email, _ := claims[m.claims.Email].(string)
 	// An email the issuer says it has not verified proves nothing: it is
 	// left out of the identity (so emails/domains rules never match it),
-	// and, as in Kubernetes, it cannot be the username.
+	// and, as in Kubernetes, it cannot be the username. email_verified
+	// speaks of the "email" claim whatever claim Email is read from.
 	if v, present := claims["email_verified"]; present && !truthy(v) {
-		if m.usernameExpr == nil && m.claims.Username == m.claims.Email && email != "" {
+		if m.usernameExpr == nil && (m.claims.Username == m.claims.Email || m.claims.Username == "email") {
 			return nil, errors.New("the username is the email, and the issuer has not verified it (email_verified is false)")
 		}
 		email = ""

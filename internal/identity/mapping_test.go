@@ -410,6 +410,9 @@ func FuzzMapper(f *testing.F) {
 func TestMapUnverifiedEmail(t *testing.T) {
 	bySub := mustMapper(t, ClaimsConfig{}, PrefixConfig{}, nil, MappingConfig{})
 	byEmail := mustMapper(t, ClaimsConfig{Username: "email"}, PrefixConfig{}, nil, MappingConfig{})
+	// The email is read from another claim, but the username is still the
+	// "email" claim that email_verified speaks of.
+	byEmailOtherMail := mustMapper(t, ClaimsConfig{Username: "email", Email: "mail"}, PrefixConfig{}, nil, MappingConfig{})
 	tests := []struct {
 		name      string
 		mapper    *Mapper
@@ -422,6 +425,7 @@ func TestMapUnverifiedEmail(t *testing.T) {
 		{"unverified is dropped", bySub, `{"sub":"u","email":"a@example.com","email_verified":false}`, "", false},
 		{"unverified string is dropped", bySub, `{"sub":"u","email":"a@example.com","email_verified":"false"}`, "", false},
 		{"unverified email as username", byEmail, `{"sub":"u","email":"a@example.com","email_verified":false}`, "", true},
+		{"unverified email as username, email read from another claim", byEmailOtherMail, `{"sub":"u","email":"a@example.com","mail":"a@example.com","email_verified":false}`, "", true},
 		{"verified email as username", byEmail, `{"sub":"u","email":"a@example.com","email_verified":true}`, "a@example.com", false},
 	}
 	for _, tt := range tests {
