@@ -215,7 +215,7 @@ func fillCELRequest(c *celRequest, req *Request) {
 		c.ClientIP = req.ClientIP.String()
 	}
 	for name, vals := range req.Headers {
-		if len(vals) == 0 || isCredentialHeader(name) {
+		if len(vals) == 0 || isCredentialHeader(name) || (req.Hidden != nil && req.Hidden.Matches(name)) {
 			continue
 		}
 		c.Headers[strings.ToLower(name)] = vals[0]

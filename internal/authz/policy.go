@@ -16,6 +16,7 @@ import (
 	"net/netip"
 
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/normalize"
 )
 
 // Request holds the request attributes a policy may look at. Path must be
@@ -29,6 +30,9 @@ type Request struct {
 	Headers  http.Header
 	ClientIP netip.Addr
 	Route    string
+	// Hidden are headers policies must not see: identity headers a client
+	// could forge (they are stripped before forwarding) and credentials.
+	Hidden *normalize.HeaderSet
 }
 
 // Decision is the answer for one request; Rule and Reason go to the access

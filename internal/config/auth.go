@@ -101,6 +101,7 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		}
 	}
 	s.Strip = s.Strip.With(strip...)
+	s.Hidden = s.Strip.With(f.Credentials.Header)
 }
 
 // compilePolicy compiles a route's allow/deny rules. A route is public or

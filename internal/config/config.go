@@ -66,6 +66,9 @@ type Snapshot struct {
 	Trust *normalize.Trust
 	// Strip lists the identity headers removed from every inbound request.
 	Strip *normalize.HeaderSet
+	// Hidden is Strip plus the credential header: names route conditions
+	// and policies never look at, since a client controls their values.
+	Hidden *normalize.HeaderSet
 	// Authn finds and verifies bearer credentials.
 	Authn *authn.Chain
 	// Headers are the identity headers set on forwarded requests.
@@ -372,6 +375,11 @@ func (c *compiler) compile(f *File) *Snapshot {
 			c.addf(append(at, "name"), "route name %q is already used by routes[%d]", r.Name, j)
 		} else {
 			names[r.Name] = i
+		}
+		for name := range r.Match.Headers {
+			if s.Hidden.Matches(name) {
+				c.addf(append(at, "match", "headers", name), "%s is an identity or credential header a client can forge (sekisho strips or consumes it); a route cannot match on it", name)
+			}
 		}
 		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API, AllowPathParams: r.AllowPathParams}
 		c.compilePolicy(env, r, compiled, at)

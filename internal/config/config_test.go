@@ -430,3 +430,15 @@ func TestSessionSecureCookies(t *testing.T) {
 		}
 	}
 }
+
+func TestRouteCannotMatchForgeableHeaders(t *testing.T) {
+	for _, name := range []string{"X-Forwarded-Email", "x_forwarded_user", "X-Auth-Request-Groups", "X-Api-Key"} {
+		src := "listen: {http: ':0'}\ncredentials: {header: X-Api-Key}\nroutes:\n  - {name: a, match: {path: /a, headers: {" + name + ": x}}, to: builtin:echo, public: true}\n"
+		if _, err := parse(t, src); err == nil || !strings.Contains(err.Error(), "cannot match on it") {
+			t.Errorf("route matching on %s: %v", name, err)
+		}
+	}
+	if _, err := parse(t, "listen: {http: ':0'}\nroutes:\n  - {name: a, match: {path: /a, headers: {X-Team: blue}}, to: builtin:echo, public: true}\n"); err != nil {
+		t.Errorf("an ordinary header condition was refused: %v", err)
+	}
+}

@@ -154,7 +154,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	res.Identity = id
 
 	// authorize
-	req := authz.Request{Method: r.Method, Host: host, Path: path.Path, Query: rawQuery(r), Headers: r.Header, ClientIP: o.ClientIP, Route: name}
+	req := authz.Request{Method: r.Method, Host: host, Path: path.Path, Query: rawQuery(r), Headers: r.Header, ClientIP: o.ClientIP, Route: name, Hidden: snap.Hidden}
 	if o.Explain {
 		res.Decision, res.Steps = rt.Policy.Explain(id, &req)
 	} else {

@@ -110,3 +110,41 @@ func BenchmarkEvaluateCachedJWT(b *testing.B) {
 		Evaluate(ctx, snap, r, o)
 	}
 }
+
+// TestPoliciesNeverSeeForgeableHeaders: identity headers a client could
+// forge (and the credential header) are invisible to CEL, so a rule cannot
+// be satisfied by sending them; other headers stay visible.
+func TestPoliciesNeverSeeForgeableHeaders(t *testing.T) {
+	snap, err := config.Parse([]byte(`
+listen: {http: "127.0.0.1:0"}
+credentials: {header: X-Api-Key}
+api_tokens: {file: /dev/null}
+routes:
+  - name: forged
+    match: {path: /forged}
+    to: builtin:echo
+    allow: [{when: "request.headers['x-forwarded-user'] == 'root' || request.headers['x-forwarded_user'] == 'root' || request.headers['x-api-key'] == 'k'"}]
+  - name: team
+    match: {path: /team}
+    to: builtin:echo
+    allow: [{when: "request.headers['x-team'] == 'blue'"}]
+`), "test.yaml", ".", config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	for _, tt := range []struct {
+		path, header, value string
+		want                Outcome
+	}{
+		{"/forged", "X-Forwarded-User", "root", Unauthenticated},
+		{"/forged", "X-Forwarded_User", "root", Unauthenticated},
+		{"/team", "X-Team", "blue", Allowed},
+	} {
+		r := httptest.NewRequest("GET", tt.path, nil)
+		r.Header[tt.header] = []string{tt.value}
+		if res := Evaluate(context.Background(), snap, r, Options{}); res.Outcome != tt.want {
+			t.Errorf("%s with %s: %v (%s), want %v", tt.path, tt.header, res.Outcome, res.Reason, tt.want)
+		}
+	}
+}

@@ -74,6 +74,12 @@ func (s *HeaderSet) Strip(h http.Header) {
 	}
 }
 
+// Matches reports whether a header named name is in the set. Policies use
+// it to never see a value a client could have forged.
+func (s *HeaderSet) Matches(name string) bool {
+	return name != "" && s.first[fold(name[0])] && s.match(name)
+}
+
 func (s *HeaderSet) match(k string) bool {
 	for _, n := range s.names {
 		if len(k) == len(n) && foldEqual(k, n) {

@@ -124,3 +124,15 @@ func BenchmarkStrip(b *testing.B) {
 		}
 	})
 }
+
+func TestHeaderSetMatches(t *testing.T) {
+	s := DefaultIdentityHeaders().With("X-Custom-Id")
+	for name, want := range map[string]bool{
+		"x-forwarded-email": true, "X-Forwarded_Email": true, "x-auth-request-user": true,
+		"X-Custom-Id": true, "x_custom_id": true, "X-Forwarded-For": false, "": false, "content-type": false,
+	} {
+		if got := s.Matches(name); got != want {
+			t.Errorf("Matches(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
