@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,14 +52,20 @@ type Signer struct {
 	cache map[cacheKey]signed
 }
 
+// cacheKey is what an assertion says: subject and audience, with email and
+// groups checked on a hit. Keying by content rather than by identity
+// pointer lets sessions that rebuild their identity per request (Redis)
+// reuse assertions too.
 type cacheKey struct {
-	id       *identity.Identity
+	subject  string
 	audience string
 }
 
 type signed struct {
-	token string
-	iat   time.Time
+	token  string
+	iat    time.Time
+	email  string
+	groups []string
 }
 
 // NewSigner loads the P-256 key from keyFile (PEM, SEC1 "EC PRIVATE KEY" or
@@ -150,11 +157,11 @@ func (s *Signer) Sign(id *identity.Identity, audience string, now time.Time) (st
 	if audience == "" {
 		return "", errors.New("assertion: audience is required")
 	}
-	k := cacheKey{id: id, audience: audience}
+	k := cacheKey{subject: id.Subject, audience: audience}
 	s.mu.RLock()
 	c, ok := s.cache[k]
 	s.mu.RUnlock()
-	if ok && s.fresh(c, now) {
+	if ok && s.fresh(c, now) && c.email == id.Email && slices.Equal(c.groups, id.Groups) {
 		return c.token, nil
 	}
 
@@ -186,7 +193,7 @@ func (s *Signer) Sign(id *identity.Identity, audience string, now time.Time) (st
 	if _, exists := s.cache[k]; !exists && len(s.cache) >= maxCached {
 		s.evictOne(now)
 	}
-	s.cache[k] = signed{token: token, iat: now}
+	s.cache[k] = signed{token: token, iat: now, email: id.Email, groups: slices.Clone(id.Groups)}
 	s.mu.Unlock()
 	return token, nil
 }

@@ -136,12 +136,14 @@ func TestSignCache(t *testing.T) {
 		{"at half ttl", id, "orders", t0.Add(5 * time.Second), false},
 		{"clock went back", id, "orders", t0.Add(-time.Second), false},
 		{"other audience", id, "billing", t0, false},
-		{"other identity with equal fields", alice(), "orders", t0, false},
+		{"another identity value with the same content", alice(), "orders", t0, true},
+		{"same subject, other email", func() *identity.Identity { a := alice(); a.Email = "other@example.com"; return a }(), "orders", t0, false},
+		{"same subject, other groups", func() *identity.Identity { a := alice(); a.Groups = []string{"x"}; return a }(), "orders", t0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Reset to the first assertion so each case starts from the same cache.
-			s.cache = map[cacheKey]signed{{id, "orders"}: {token: first, iat: t0}}
+			s.cache = map[cacheKey]signed{{id.Subject, "orders"}: {token: first, iat: t0, email: id.Email, groups: id.Groups}}
 			got, err := s.Sign(tt.id, tt.aud, tt.now)
 			if err != nil {
 				t.Fatal(err)
@@ -163,12 +165,14 @@ func TestSignCache(t *testing.T) {
 
 func TestSignCacheBounded(t *testing.T) {
 	s := mustSigner(t, "", 0)
-	for range maxCached + 50 {
-		if _, err := s.Sign(alice(), "orders", t0); err != nil {
+	for i := range maxCached + 50 {
+		id := alice()
+		id.Subject = fmt.Sprint("user-", i) // distinct assertions
+		if _, err := s.Sign(id, "orders", t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := len(s.cache); n > maxCached {
+	if n := len(s.cache); n > maxCached || n < maxCached/2 {
 		t.Errorf("cache holds %d assertions, bound %d", n, maxCached)
 	}
 }
