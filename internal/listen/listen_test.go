@@ -221,8 +221,8 @@ func TestPlainListenerRedirectsWhenTLSOn(t *testing.T) {
 			301, "https://example.com:" + port + "/a%2Fb?x=1&y=%20"},
 		{"challenge path redirected without ACME", "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
 			301, "https://example.com:" + port + "/.well-known/acme-challenge/x"},
-		{"POST too", "POST /form HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n",
-			301, "https://example.com:" + port + "/form"},
+		{"POST keeps its method (308)", "POST /form HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n",
+			308, "https://example.com:" + port + "/form"},
 		{"invalid host", "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", 400, ""},
 		{"no host", "GET / HTTP/1.0\r\n\r\n", 400, ""},
 	}

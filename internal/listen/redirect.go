@@ -35,6 +35,12 @@ func redirectToHTTPS(httpsPort string) http.Handler {
 			RawQuery: r.URL.RawQuery,
 		}
 		w.Header().Set("Location", target.String())
-		w.WriteHeader(http.StatusMovedPermanently)
+		// 301 for reads; 308 for the rest, which tells clients to repeat
+		// the same method and body instead of turning a POST into a GET.
+		status := http.StatusMovedPermanently
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			status = http.StatusPermanentRedirect
+		}
+		w.WriteHeader(status)
 	})
 }

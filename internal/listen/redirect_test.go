@@ -22,7 +22,7 @@ func TestRedirectToHTTPS(t *testing.T) {
 		{"host lower-cased, trailing dot dropped", "443", "GET / HTTP/1.1\r\nHost: WWW.Example.com.\r\n\r\n", 301, "https://www.example.com/"},
 		{"IPv6 with port", "8443", "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 301, "https://[::1]:8443/"},
 		{"IPv6 default port", "443", "GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n", 301, "https://[::1]/"},
-		{"asterisk target", "443", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n", 301, "https://example.com/*"},
+		{"asterisk target", "443", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n", 308, "https://example.com/*"},
 		{"empty label", "443", "GET / HTTP/1.1\r\nHost: a..example\r\n\r\n", 400, ""},
 		{"bad port", "443", "GET / HTTP/1.1\r\nHost: example.com:99999\r\n\r\n", 400, ""},
 		{"userinfo", "443", "GET / HTTP/1.1\r\nHost: evil@example.com\r\n\r\n", 400, ""},
