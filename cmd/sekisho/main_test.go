@@ -2,9 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -376,4 +383,48 @@ func TestTokenFileReload(t *testing.T) {
 	if c := with("old-secret"); c != 401 {
 		t.Errorf("rotated-out token: %d, want 401", c)
 	}
+}
+
+// TestFullExampleChecks keeps examples/sekisho.yaml valid: it is the
+// design brief's configuration shape, and what a new user copies.
+func TestFullExampleChecks(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../examples/sekisho.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sekisho.yaml")
+	os.WriteFile(cfg, src, 0o600)
+	writeTestCert(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	writeTestCert(t, filepath.Join(dir, "unused.crt"), filepath.Join(dir, "assertion.pem")) // a P-256 key
+	os.WriteFile(filepath.Join(dir, "client-secret"), []byte("s3cret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "session.key"), []byte(strings.Repeat("k", 32)), 0o600)
+	sum := sha256.Sum256([]byte("ci-token"))
+	os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(fmt.Sprintf("- name: ci-bot\n  hash: sha256:%x\n  groups: [ci]\n", sum)), 0o600)
+
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 0 {
+		t.Fatalf("examples/sekisho.yaml: exit %d\n%s", code, errb.String())
+	}
+}
+
+// writeTestCert writes a self-signed certificate and key for localhost.
+func writeTestCert(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
 }
