@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/testutil"
@@ -91,12 +89,8 @@ type fixture struct {
 // snapshotYAML is a config with a real JWT issuer and an API token file.
 func snapshotYAML(t testing.TB, iss *jwttest.Issuer, extra string) (string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "tokens.yaml")
-	src := fmt.Sprintf("- name: ci-bot\n  hash: %s\n  groups: [ci]\n", apitoken.Hash([]byte(ciToken)))
-	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testutil.TokenFile(t, "ci-bot", ciToken, "ci")
+	dir := filepath.Dir(file)
 	return fmt.Sprintf(`
 listen: {http: "127.0.0.1:0"}
 jwt:

@@ -4,16 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const ciToken = "skt_test-token-for-the-ci-bot-0123456789abcdef"
@@ -22,12 +20,7 @@ const ciToken = "skt_test-token-for-the-ci-bot-0123456789abcdef"
 // routes with policies.
 func authConfig(t *testing.T, iss *jwttest.Issuer) string {
 	t.Helper()
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.yaml")
-	src := fmt.Sprintf("- name: ci-bot\n  hash: %s\n  groups: [ci]\n", apitoken.Hash([]byte(ciToken)))
-	if err := os.WriteFile(tokens, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := testutil.TokenFile(t, "ci-bot", ciToken, "ci")
 	return fmt.Sprintf(`
 listen: {http: "127.0.0.1:0"}
 jwt:

@@ -4,7 +4,14 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
+	"testing"
+
+	"github.com/sekisho/sekisho/internal/authn/apitoken"
 )
 
 // SyncBuffer captures output that servers, loggers and child processes write
@@ -27,4 +34,16 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TokenFile writes an API token file in a temporary directory with one
+// token, stored (as in production) only as its hash, and returns its path.
+func TokenFile(t testing.TB, name, token string, groups ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	src := fmt.Sprintf("- name: %s\n  hash: %s\n  groups: [%s]\n", name, apitoken.Hash([]byte(token)), strings.Join(groups, ", "))
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
