@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
 )
 
@@ -65,6 +66,7 @@ type Server struct {
 	log      *slog.Logger
 	trust    *normalize.Trust
 	tls      *tls.Config // nil without TLS
+	certs    *listen.CertReloader
 	loginFor func(*config.Snapshot) LoginStarter
 
 	mu       sync.Mutex
@@ -105,40 +107,44 @@ func New(cfg Config, current func() *config.Snapshot, log *slog.Logger) (*Server
 		errs = append(errs, fmt.Errorf("decision: trusted_proxies: %w", err))
 	}
 	var tlsCfg *tls.Config
+	var certs *listen.CertReloader
 	if cfg.TLS != nil {
-		if tlsCfg, err = loadTLS(cfg.TLS); err != nil {
+		if tlsCfg, certs, err = loadTLS(cfg.TLS, log); err != nil {
 			errs = append(errs, fmt.Errorf("decision: tls: %w", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, current: current, log: log, trust: trust, tls: tlsCfg}, nil
+	return &Server{cfg: cfg, current: current, log: log, trust: trust, tls: tlsCfg, certs: certs}, nil
 }
 
-func loadTLS(t *TLS) (*tls.Config, error) {
+// loadTLS builds the listeners' TLS config. The certificate is served by
+// the same reloader as the gateway's, so a renewed Secret takes effect
+// without a restart.
+func loadTLS(t *TLS, log *slog.Logger) (*tls.Config, *listen.CertReloader, error) {
 	if t.CertFile == "" || t.KeyFile == "" {
-		return nil, errors.New("cert_file and key_file are both required")
+		return nil, nil, errors.New("cert_file and key_file are both required")
 	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	certs, err := listen.NewCertReloader(t.CertFile, t.KeyFile, log)
 	if err != nil {
-		return nil, fmt.Errorf("load %s / %s: %w", t.CertFile, t.KeyFile, err)
+		return nil, nil, err
 	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	c := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile == "" {
-		return c, nil
+		return c, certs, nil
 	}
 	pem, err := os.ReadFile(t.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("client_ca_file: %w", err)
+		return nil, nil, fmt.Errorf("client_ca_file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("client_ca_file %s: no PEM certificate in it", t.ClientCAFile)
+		return nil, nil, fmt.Errorf("client_ca_file %s: no PEM certificate in it", t.ClientCAFile)
 	}
 	c.ClientCAs = pool
 	c.ClientAuth = tls.RequireAndVerifyClientCert
-	return c, nil
+	return c, certs, nil
 }
 
 // SetLogin makes browser redirects possible: for each snapshot, f returns
@@ -219,6 +225,11 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}(s.grpcSrv, grpcLn)
 	}
+	if s.certs != nil {
+		if err := s.certs.Watch(); err != nil {
+			s.log.Warn("decision TLS certificate files are not watched; restart to renew", "error", err)
+		}
+	}
 	s.log.Info("decision service listening", "http", s.httpAddr, "grpc", s.grpcAddr)
 	return nil
 }
@@ -237,6 +248,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	httpSrv, grpcSrv := s.httpSrv, s.grpcSrv
 	s.mu.Unlock()
+	s.certs.Close()
 	var err error
 	if httpSrv != nil {
 		err = httpSrv.Shutdown(ctx)

@@ -150,6 +150,8 @@ type pki struct {
 	caCert, serverCert, serverKey string
 	pool                          *x509.CertPool
 	client                        tls.Certificate
+	// renew issues a new server certificate with serial into the same files.
+	renew func(serial int64)
 }
 
 func newPKI(t *testing.T) *pki {
@@ -195,5 +197,55 @@ func newPKI(t *testing.T) *pki {
 	p.serverKey = write("server.key", "EC PRIVATE KEY", keyDER)
 	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth, nil)
 	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	p.renew = func(serial int64) {
+		der, key := issue(serial, x509.ExtKeyUsageServerAuth, []string{"sekisho.test"})
+		kder, _ := x509.MarshalECPrivateKey(key)
+		// Key first, then certificate: the reloader keeps the old pair
+		// until the two match.
+		write("server.key.new", "EC PRIVATE KEY", kder)
+		write("server.crt.new", "CERTIFICATE", der)
+		if err := os.Rename(filepath.Join(dir, "server.key.new"), p.serverKey); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "server.crt.new"), p.serverCert); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return p
+}
+
+// TestTLSCertificateReload: a renewed certificate file is served without a
+// restart, like the gateway's.
+func TestTLSCertificateReload(t *testing.T) {
+	f := newFixture(t, Config{}, "")
+	pki := newPKI(t)
+	dec, err := New(Config{Listen: "127.0.0.1:0", TLS: &TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey}},
+		func() *config.Snapshot { return f.snap }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dec.Shutdown(context.Background()) })
+	httpAddr, _ := dec.Addrs()
+	serial := func() int64 {
+		conn, err := tls.Dial("tcp", httpAddr, &tls.Config{RootCAs: pki.pool, ServerName: "sekisho.test"})
+		if err != nil {
+			return -1
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	if got := serial(); got != 2 {
+		t.Fatalf("served serial %d, want 2", got)
+	}
+	pki.renew(9)
+	deadline := time.Now().Add(10 * time.Second)
+	for serial() != 9 {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate was never served")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file watcher in another goroutine
+	}
 }

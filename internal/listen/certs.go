@@ -12,10 +12,10 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// certReloader serves the current certificate pair from files and replaces
+// CertReloader serves the current certificate pair from files and replaces
 // it when the files change. A pair that fails to load never replaces a good
 // one: a half-written or mismatched renewal must not take the gateway down.
-type certReloader struct {
+type CertReloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
 	cert              atomic.Pointer[tls.Certificate]
@@ -26,21 +26,24 @@ type certReloader struct {
 	once    sync.Once
 }
 
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log, done: make(chan struct{})}
-	if err := c.reload(); err != nil {
+// NewCertReloader loads the pair; Watch starts following the files. The
+// decision service's TLS listeners use it as the gateway's do.
+func NewCertReloader(certFile, keyFile string, log *slog.Logger) (*CertReloader, error) {
+	c := &CertReloader{certFile: certFile, keyFile: keyFile, log: log, done: make(chan struct{})}
+	if err := c.Reload(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate is for tls.Config.GetCertificate.
+func (c *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return c.cert.Load(), nil
 }
 
-// reload reads the pair and swaps it in if it is valid and new. Errors come
+// Reload reads the pair and swaps it in if it is valid and new. Errors come
 // from crypto/tls and name the problem (no PEM, key mismatch), never the key.
-func (c *certReloader) reload() error {
+func (c *CertReloader) Reload() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
@@ -60,10 +63,10 @@ func (c *certReloader) reload() error {
 	return nil
 }
 
-// watch follows the files' parent directories rather than the files: a
+// Watch follows the files' parent directories rather than the files: a
 // Kubernetes Secret volume swaps a symlink in the directory and never writes
 // the file itself.
-func (c *certReloader) watch() error {
+func (c *CertReloader) Watch() error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("listen: watch certificate files: %w", err)
@@ -79,7 +82,7 @@ func (c *certReloader) watch() error {
 	return nil
 }
 
-func (c *certReloader) loop() {
+func (c *CertReloader) loop() {
 	defer close(c.done)
 	for {
 		select {
@@ -90,7 +93,7 @@ func (c *certReloader) loop() {
 			if ev.Op == fsnotify.Chmod {
 				continue
 			}
-			_ = c.reload() // logged inside; the current certificate stays
+			_ = c.Reload() // logged inside; the current certificate stays
 		case err, ok := <-c.watcher.Errors:
 			if !ok {
 				return
@@ -100,8 +103,8 @@ func (c *certReloader) loop() {
 	}
 }
 
-// close stops watching; safe on a nil or never-watching reloader.
-func (c *certReloader) close() {
+// Close stops watching; safe on a nil or never-watching reloader.
+func (c *CertReloader) Close() {
 	if c == nil || c.watcher == nil {
 		return
 	}

@@ -119,7 +119,7 @@ func TestReloadCertificateForced(t *testing.T) {
 	certFile, keyFile := tlsFiles(t, ca, 1)
 	s := start(t, Config{HTTPS: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}, http.HandlerFunc(ok))
 	// Stop the watcher so only the explicit call can pick the change up.
-	s.certs.close()
+	s.certs.Close()
 
 	c, k := ca.leaf(t, 7)
 	writeFile(t, certFile, c)

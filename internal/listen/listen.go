@@ -106,7 +106,7 @@ type Server struct {
 	secure    *http.Server
 	httpAddr  string
 	httpsAddr string
-	certs     *certReloader // nil unless TLS comes from files
+	certs     *CertReloader // nil unless TLS comes from files
 	errc      chan error
 
 	shutdownOnce sync.Once
@@ -132,12 +132,12 @@ func Start(ctx context.Context, cfg Config, h http.Handler) (*Server, error) {
 	mode := "off"
 	switch {
 	case cfg.CertFile != "":
-		certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, s.log)
+		certs, err := NewCertReloader(cfg.CertFile, cfg.KeyFile, s.log)
 		if err != nil {
 			return nil, err
 		}
 		s.certs = certs
-		tlsConf = &tls.Config{GetCertificate: certs.getCertificate}
+		tlsConf = &tls.Config{GetCertificate: certs.GetCertificate}
 		mode = "files"
 	case cfg.ACME != nil:
 		acmeMgr = cfg.ACME.manager()
@@ -197,7 +197,7 @@ func Start(ctx context.Context, cfg Config, h http.Handler) (*Server, error) {
 	}
 
 	if s.certs != nil {
-		if err := s.certs.watch(); err != nil {
+		if err := s.certs.Watch(); err != nil {
 			return fail(err)
 		}
 	}
@@ -271,7 +271,7 @@ func (s *Server) ReloadCertificate() error {
 	if s.certs == nil {
 		return nil
 	}
-	return s.certs.reload()
+	return s.certs.Reload()
 }
 
 // Shutdown stops accepting connections and lets in-flight requests finish
@@ -280,7 +280,7 @@ func (s *Server) ReloadCertificate() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.log.Info("draining listeners")
-		s.certs.close()
+		s.certs.Close()
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i, srv := range []*http.Server{s.plain, s.secure} {
