@@ -171,10 +171,14 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	return res
 }
 
+// HeaderSetter receives headers: an http.Header, or the gateway's
+// reqinfo.Headers, which the proxy stage applies after hop-by-hop removal.
+type HeaderSetter interface{ Set(name, value string) }
+
 // SetIdentityHeaders sets the identity headers and, when configured, the
 // signed assertion (audience: the route) that tell an upstream who called.
 // The caller has already stripped any client-sent copies (snap.Strip).
-func SetIdentityHeaders(h http.Header, snap *config.Snapshot, id *identity.Identity, route string) {
+func SetIdentityHeaders(h HeaderSetter, snap *config.Snapshot, id *identity.Identity, route string) {
 	if id.Username != "" {
 		h.Set(snap.Headers.User, id.Username)
 	}

@@ -95,7 +95,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap.Strip.Strip(r.Header)
 	snap.Authn.RemoveSessionCookies(r)
 	if id != nil {
-		engine.SetIdentityHeaders(r.Header, snap, id, res.RouteName)
+		// Recorded, not set: the proxy sets them after removing the
+		// hop-by-hop headers, which a client names in Connection.
+		engine.SetIdentityHeaders(&info.Identity, snap, id, res.RouteName)
 	}
 	normalize.SetURL(r.URL, res.Path)
 	if rt.Upstream == nil {

@@ -246,7 +246,10 @@ var unvouched = normalize.NewHeaderSet([]string{
 }, nil)
 
 // rewrite shapes the outbound request. ReverseProxy has already removed
-// hop-by-hop headers.
+// hop-by-hop headers, including every header the client named in
+// Connection; everything sekisho vouches for (forwarding headers, request
+// id, identity headers, assertion) is set here, after that removal, so a
+// Connection token naming one of them has no effect.
 func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	// ReverseProxy re-encodes queries it cannot parse; the upstream must see
 	// the query the client sent, so that nothing differs between parsers.
@@ -270,6 +273,7 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	setIf(h, "X-Forwarded-Proto", info.Proto)
 	setIf(h, "X-Forwarded-Host", info.Host)
 	setIf(h, "X-Request-Id", info.ID)
+	info.Identity.SetOn(h)
 }
 
 func setIf(h http.Header, name, value string) {

@@ -5,6 +5,7 @@ package reqinfo
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"time"
 )
@@ -38,6 +39,58 @@ type Info struct {
 	// Reason is why the request was allowed or denied (the matched rule or
 	// the authentication failure): for the log, never for the client.
 	Reason string
+	// Identity are the headers that tell the upstream who called (identity
+	// headers, signed assertion). The proxy stage sets them on the outbound
+	// request last, after hop-by-hop removal, so that a client listing them
+	// in Connection cannot make them disappear.
+	Identity Headers
+}
+
+// Headers is a short list of headers to set, kept inside Info so that
+// recording the usual few costs no allocation. It is filled by one stage and
+// read by a later one of the same request.
+type Headers struct {
+	n     int
+	fixed [4]header
+	more  []header
+}
+
+type header struct{ name, value string }
+
+// Set records name: value, replacing an earlier value for the same name
+// (names compared as given). It has http.Header's signature so code that
+// computes headers can fill either.
+func (h *Headers) Set(name, value string) {
+	for i := range h.n {
+		if e := h.at(i); e.name == name {
+			e.value = value
+			return
+		}
+	}
+	if h.n < len(h.fixed) {
+		h.fixed[h.n] = header{name, value}
+	} else {
+		h.more = append(h.more, header{name, value})
+	}
+	h.n++
+}
+
+func (h *Headers) at(i int) *header {
+	if i < len(h.fixed) {
+		return &h.fixed[i]
+	}
+	return &h.more[i-len(h.fixed)]
+}
+
+// Len is the number of headers recorded.
+func (h *Headers) Len() int { return h.n }
+
+// SetOn sets every recorded header on dst, replacing any value there.
+func (h *Headers) SetOn(dst http.Header) {
+	for i := range h.n {
+		e := h.at(i)
+		dst.Set(e.name, e.value)
+	}
 }
 
 type ctxKey struct{}
