@@ -114,6 +114,9 @@ type CompiledRoute struct {
 	AllowPathParams bool
 	// Upstream forwards the request; nil for decision-only routes.
 	Upstream http.Handler
+	// Upgrades are the protocol names (lower case) a request may ask to
+	// switch to with an Upgrade header; see RefuseUpgrade.
+	Upgrades []string
 }
 
 // Close releases what the snapshot holds (idle upstream connections). It is
@@ -382,6 +385,7 @@ func (c *compiler) compile(f *File) *Snapshot {
 			}
 		}
 		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API, AllowPathParams: r.AllowPathParams}
+		compiled.Upgrades = c.upgrades(r, at)
 		c.compilePolicy(env, r, compiled, at)
 		compiled.Upstream = c.pool(s, r, at)
 		rules = append(rules, route.Rule[*CompiledRoute]{

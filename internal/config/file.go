@@ -182,6 +182,9 @@ type Route struct {
 	AllowPathParams   bool          `yaml:"allow_path_params"`
 	Public            bool          `yaml:"public"`
 	PassCredentials   bool          `yaml:"pass_credentials"`
+	// Upgrades lists the protocols a client may switch to with Upgrade
+	// (default [websocket]; [] allows none). h2c is never allowed.
+	Upgrades []string `yaml:"upgrades"`
 	// API marks a route for programs: no login redirect, always 401.
 	API   bool         `yaml:"api"`
 	Allow []authz.Rule `yaml:"allow"`

@@ -127,6 +127,12 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 		res.Reason = res.Message
 		return res
 	}
+	// Only upgrades the route allows (WebSocket by default; never h2c,
+	// whose tunnel would carry requests sekisho never sees).
+	if msg := rt.RefuseUpgrade(r.Header); msg != "" {
+		res.Outcome, res.Message, res.Reason = BadRequest, msg, msg
+		return res
+	}
 	if rt.Public {
 		res.Reason = "public route"
 		return res
