@@ -306,3 +306,61 @@ routes:
 		}
 	})
 }
+
+// TestMalformedRequestBody: a chunked body the client framed badly, or cut
+// short, is the client's fault: 400, an info log line, no upstream error
+// logged or counted. A well-framed body still goes through.
+func TestMalformedRequestBody(t *testing.T) {
+	up := newUpstream(t)
+	f := newFixture(t, fmt.Sprintf(`
+listen: {http: "127.0.0.1:0"}
+routes:
+  - name: open
+    match: {path_prefix: /}
+    to: %s
+    public: true
+`, up.srv.URL))
+	for _, tt := range []struct {
+		name, body string
+		half       bool // close the write side after sending: the body ends early
+		want       int
+	}{
+		{"well framed", "5\r\nhello\r\n0\r\n\r\n", false, http.StatusOK},
+		{"bad chunk size", "zz\r\nhello\r\n0\r\n\r\n", false, http.StatusBadRequest},
+		{"chunk longer than announced", "2\r\nhello\r\n0\r\n\r\n", false, http.StatusBadRequest},
+		{"ends early", "10\r\nhello", true, http.StatusBadRequest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(f.logs.String())
+			conn := dialRaw(t, f)
+			fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n%s", tt.body)
+			if tt.half {
+				if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.want, body)
+			}
+			if tt.want == http.StatusOK {
+				return
+			}
+			logs := f.logs.String()[before:]
+			if strings.Contains(logs, `"level":"ERROR"`) || strings.Contains(logs, "upstream request failed") {
+				t.Errorf("a client's broken body was logged as an upstream failure:\n%s", logs)
+			}
+			if !strings.Contains(logs, `"level":"INFO","msg":"request body could not be read"`) {
+				t.Errorf("no info line for the broken body:\n%s", logs)
+			}
+		})
+	}
+	if n := counterSum(t, f.metrics, "sekisho_upstream_errors_total"); n != 0 {
+		t.Errorf("sekisho_upstream_errors_total = %v, want 0", n)
+	}
+}

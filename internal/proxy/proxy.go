@@ -10,6 +10,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -254,6 +255,11 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	// ReverseProxy re-encodes queries it cannot parse; the upstream must see
 	// the query the client sent, so that nothing differs between parsers.
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	// ReverseProxy leaves Body nil for requests without one (ContentLength
+	// 0), so only requests with a body pay for the wrapper.
+	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+		pr.Out.Body = &clientBody{ReadCloser: pr.Out.Body}
+	}
 
 	info := reqinfo.From(pr.In.Context())
 	if info == nil {
@@ -289,6 +295,15 @@ func (p *Pool) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if info := reqinfo.From(r.Context()); info != nil {
 		id, upstream = info.ID, info.Upstream
 	}
+	if berr := clientBodyError(r); berr != nil {
+		// The client's body was malformed (bad chunked framing) or ended
+		// early: its fault, not the upstream's, so no ERROR and no 502.
+		p.log.LogAttrs(r.Context(), slog.LevelInfo, "request body could not be read",
+			slog.String("route", p.route), slog.String("request_id", id), slog.String("upstream", upstream),
+			slog.Int("status", http.StatusBadRequest), slog.Any("error", berr))
+		httperr.Write(w, r, http.StatusBadRequest, "The request body could not be read: its framing is invalid or it ended early.")
+		return
+	}
 	status, msg := http.StatusBadGateway, "The upstream service could not be reached."
 	if classify(err) == kindTimeout {
 		status, msg = http.StatusGatewayTimeout, "The upstream service did not answer in time."
@@ -300,4 +315,31 @@ func (p *Pool) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	p.log.Log(r.Context(), level, "upstream request failed",
 		"route", p.route, "request_id", id, "upstream", upstream, "status", status, "error", err)
 	httperr.Write(w, r, status, msg)
+}
+
+// clientBody is the inbound request body as the transport reads it to send
+// upstream. It remembers the first read error, so that a failed forward can
+// be told apart: a body the client framed badly or cut short is the
+// client's fault (400), everything else is the upstream's (502/504).
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Bool // set after err, so a reader that sees true sees err
+	err    error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !b.failed.Load() {
+		b.err = err
+		b.failed.Store(true)
+	}
+	return n, err
+}
+
+// clientBodyError is the error reading r's body failed with, if it did.
+func clientBodyError(r *http.Request) error {
+	if b, ok := r.Body.(*clientBody); ok && b.failed.Load() {
+		return b.err
+	}
+	return nil
 }

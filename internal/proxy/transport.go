@@ -50,8 +50,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			p.succeeded(b)
 			return resp, nil
 		}
-		if req.Context().Err() != nil {
-			return nil, err // the client gave up: not the backend's fault
+		if req.Context().Err() != nil || clientBodyError(req) != nil {
+			return nil, err // the client gave up or sent a broken body: not the backend's fault
 		}
 		kind := classify(err)
 		p.onError(b.name, kind)
