@@ -177,6 +177,11 @@ func (s *Snapshot) WatchFiles() []string {
 	if a := f.UpstreamIdentity.Assertion; a != nil {
 		files = append(files, a.KeyFile)
 	}
+	for _, r := range f.Routes {
+		if t := r.UpstreamTLS; t != nil {
+			files = append(files, t.CAFile, t.CertFile, t.KeyFile)
+		}
+	}
 	return slices.DeleteFunc(files, func(name string) bool { return name == "" })
 }
 
@@ -470,6 +475,10 @@ func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
 	if r.Retries != nil {
 		retries = *r.Retries
 	}
+	tlsConf, ok := c.upstreamTLS(r, backends, at)
+	if !ok {
+		return nil
+	}
 	// A route whose upstream settings did not change keeps its pool across
 	// a reload: warm upstream connections and passive health state survive.
 	key := poolKey(r, backends, retries)
@@ -489,6 +498,7 @@ func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
 		Timeout:         r.Timeout,
 		Retries:         retries,
 		RewriteHost:     r.RewriteHost,
+		TLS:             tlsConf,
 		Logger:          c.opts.Logger,
 		OnUpstreamError: onErr,
 	})
@@ -507,6 +517,11 @@ func poolKey(r *Route, backends []proxy.Backend, retries int) string {
 	fmt.Fprintf(&b, "%s|%s|%d|%t", r.Name, r.Timeout, retries, r.RewriteHost)
 	for _, be := range backends {
 		fmt.Fprintf(&b, "|%s=%d", be.URL, be.Weight)
+	}
+	// Upstream TLS files count by content, so a renewed certificate or a
+	// new CA behind the same path builds a new pool on reload.
+	if t := r.UpstreamTLS; t != nil {
+		fmt.Fprintf(&b, "|tls=%s,%x", t.ServerName, fileDigest(t.CAFile, t.CertFile, t.KeyFile))
 	}
 	return b.String()
 }

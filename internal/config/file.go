@@ -182,6 +182,9 @@ type Route struct {
 	AllowPathParams   bool          `yaml:"allow_path_params"`
 	Public            bool          `yaml:"public"`
 	PassCredentials   bool          `yaml:"pass_credentials"`
+	// UpstreamTLS verifies https upstreams against a private CA and/or
+	// presents a client certificate to them (mTLS).
+	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`
 	// Upgrades lists the protocols a client may switch to with Upgrade
 	// (default [websocket]; [] allows none). h2c is never allowed.
 	Upgrades []string `yaml:"upgrades"`
@@ -189,6 +192,22 @@ type Route struct {
 	API   bool         `yaml:"api"`
 	Allow []authz.Rule `yaml:"allow"`
 	Deny  []authz.Rule `yaml:"deny"`
+}
+
+// UpstreamTLS configures the TLS client side towards a route's https
+// upstreams. The files are read when the configuration is loaded, and again
+// on every reload, so a renewed certificate takes effect without a restart.
+type UpstreamTLS struct {
+	// CAFile holds the PEM certificates that may sign the upstream's
+	// certificate, instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate (PEM, chain allowed)
+	// and its key, presented when the upstream asks for one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the upstream's certificate must carry (and
+	// the SNI sent), when it differs from the host in the upstream URL.
+	ServerName string `yaml:"server_name"`
 }
 
 // Match selects the requests a route serves. All given conditions must hold.

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestUpgradesConfig(t *testing.T) {
@@ -84,5 +86,62 @@ func TestRefuseUpgrade(t *testing.T) {
 	h := http.Header{"Accept": {"*/*"}}
 	if n := testing.AllocsPerRun(100, func() { rt.RefuseUpgrade(h) }); n != 0 {
 		t.Errorf("RefuseUpgrade allocates %v times for a request without Upgrade", n)
+	}
+}
+
+func TestUpstreamTLSProblems(t *testing.T) {
+	dir := t.TempDir()
+	ca := testutil.NewCA(t)
+	leaf, other := ca.Client(t, "a"), ca.Client(t, "b")
+	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
+	testutil.WriteFile(t, dir, "client.pem", leaf.CertPEM)
+	testutil.WriteFile(t, dir, "client.key", leaf.KeyPEM)
+	testutil.WriteFile(t, dir, "other.key", other.KeyPEM)
+	testutil.WriteFile(t, dir, "not.pem", []byte("hello"))
+	for _, tt := range []struct {
+		name, to, tls string
+		want          []string // substrings of the error; nil: valid
+	}{
+		{"valid", "https://up.test", "{ca_file: ca.pem, cert_file: client.pem, key_file: client.key, server_name: x}", nil},
+		{"valid CA only", "[http://a.test, https://up.test]", "{ca_file: " + caFile + "}", nil},
+		{"missing CA file", "https://up.test", "{ca_file: nope.pem}", []string{"test.yaml:8:", "routes[0].upstream_tls.ca_file", "nope.pem"}},
+		{"CA not PEM", "https://up.test", "{ca_file: not.pem}", []string{"test.yaml:8:", "holds no PEM certificate"}},
+		{"cert without key", "https://up.test", "{cert_file: client.pem}", []string{"test.yaml:8:", "cert_file and key_file go together"}},
+		{"key of another certificate", "https://up.test", "{cert_file: client.pem, key_file: other.key}", []string{"test.yaml:8:", "routes[0].upstream_tls.cert_file", "client.pem"}},
+		{"empty", "https://up.test", "{}", []string{"test.yaml:8:", "set ca_file"}},
+		{"no https upstream", "http://up.test", "{ca_file: ca.pem}", []string{"test.yaml:8:", "applies to https upstreams"}},
+		{"unknown key", "https://up.test", "{ca_file: ca.pem, client_ca: x}", []string{"test.yaml:8:", `unknown key "client_ca"`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := `
+listen: {http: ":0"}
+routes:
+  - name: app
+    match: {path_prefix: /}
+    to: ` + tt.to + `
+    public: true
+    upstream_tls: ` + tt.tls + "\n"
+			s, err := Parse([]byte(src), "test.yaml", dir, Options{})
+			if s != nil {
+				t.Cleanup(s.Close)
+			}
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("config accepted, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "PRIVATE KEY") || strings.Contains(err.Error(), "BEGIN") {
+				t.Errorf("file contents in the error:\n%v", err)
+			}
+		})
 	}
 }

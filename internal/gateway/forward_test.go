@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +20,9 @@ import (
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/echo"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // upstream is a real HTTP upstream that records the headers of every request
@@ -362,5 +367,156 @@ routes:
 	}
 	if n := counterSum(t, f.metrics, "sekisho_upstream_errors_total"); n != 0 {
 		t.Errorf("sekisho_upstream_errors_total = %v, want 0", n)
+	}
+}
+
+// mtlsUpstream is an https upstream with a certificate from ca for
+// upstream.test only, that requires a client certificate from clientCA and
+// answers with its common name.
+func mtlsUpstream(t *testing.T, ca, clientCA *testutil.CA) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "client "+r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{ca.Server(t, "upstream.test").TLS},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    clientCA.Pool(),
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestUpstreamTLS: https upstreams verified against a private CA, with a
+// client certificate when the upstream requires one; a wrong CA, a missing
+// client certificate or a wrong name fail closed (502, logged without key
+// material).
+func TestUpstreamTLS(t *testing.T) {
+	ca, otherCA := testutil.NewCA(t), testutil.NewCA(t)
+	up := mtlsUpstream(t, ca, ca)
+	dir := t.TempDir()
+	client := ca.Client(t, "sekisho")
+	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
+	otherFile := testutil.WriteFile(t, dir, "other-ca.pem", otherCA.PEM)
+	certFile := testutil.WriteFile(t, dir, "client.pem", client.CertPEM)
+	keyFile := testutil.WriteFile(t, dir, "client.key", client.KeyPEM)
+	f := newFixture(t, fmt.Sprintf(`
+listen: {http: "127.0.0.1:0"}
+routes:
+  - name: mtls
+    match: {path_prefix: /mtls}
+    to: %[1]s
+    public: true
+    upstream_tls: {ca_file: %[2]s, cert_file: %[3]s, key_file: %[4]s, server_name: upstream.test}
+  - name: no-client-cert
+    match: {path_prefix: /nocert}
+    to: %[1]s
+    public: true
+    upstream_tls: {ca_file: %[2]s, server_name: upstream.test}
+  - name: wrong-ca
+    match: {path_prefix: /wrongca}
+    to: %[1]s
+    public: true
+    upstream_tls: {ca_file: %[5]s, cert_file: %[3]s, key_file: %[4]s, server_name: upstream.test}
+  - name: wrong-name
+    match: {path_prefix: /wrongname}
+    to: %[1]s
+    public: true
+    upstream_tls: {ca_file: %[2]s, cert_file: %[3]s, key_file: %[4]s}
+  - name: system-roots
+    match: {path_prefix: /system}
+    to: %[1]s
+    public: true
+`, up.URL, caFile, certFile, keyFile, otherFile))
+
+	for _, tt := range []struct {
+		path      string
+		want      int
+		body, log string
+	}{
+		{"/mtls/x", http.StatusOK, "client sekisho", ""},
+		{"/nocert/x", http.StatusBadGateway, "", `"route":"no-client-cert"`},
+		{"/wrongca/x", http.StatusBadGateway, "", "certificate signed by unknown authority"},
+		{"/wrongname/x", http.StatusBadGateway, "", "failed to verify certificate"},
+		{"/system/x", http.StatusBadGateway, "", "failed to verify certificate"},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			before := len(f.logs.String())
+			resp, body := f.do(t, "GET", tt.path, nil)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.want, body)
+			}
+			if tt.body != "" && string(body) != tt.body {
+				t.Errorf("body %q, want %q", body, tt.body)
+			}
+			logs := f.logs.String()[before:]
+			if tt.log != "" && (!strings.Contains(logs, `"level":"ERROR","msg":"upstream request failed"`) || !strings.Contains(logs, tt.log)) {
+				t.Errorf("no upstream error logged with %q:\n%s", tt.log, logs)
+			}
+		})
+	}
+	keyBody := strings.Split(string(client.KeyPEM), "\n")[1]
+	if logs := f.logs.String(); strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, keyBody) {
+		t.Errorf("key material in the logs:\n%s", logs)
+	}
+}
+
+// TestUpstreamTLSReload: rewriting the client certificate files and
+// reloading takes effect without a restart, while a reload with unchanged
+// files keeps the pool (and its warm connections).
+func TestUpstreamTLSReload(t *testing.T) {
+	ca, clientCA := testutil.NewCA(t), testutil.NewCA(t)
+	up := mtlsUpstream(t, ca, clientCA)
+	dir := t.TempDir()
+	old := ca.Client(t, "old") // not from the CA the upstream trusts for clients
+	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
+	certFile := testutil.WriteFile(t, dir, "client.pem", old.CertPEM)
+	keyFile := testutil.WriteFile(t, dir, "client.key", old.KeyPEM)
+	src := fmt.Sprintf(`
+listen: {http: "127.0.0.1:0"}
+routes:
+  - name: mtls
+    match: {path_prefix: /}
+    to: %s
+    public: true
+    upstream_tls: {ca_file: %s, cert_file: %s, key_file: %s, server_name: upstream.test}
+`, up.URL, caFile, certFile, keyFile)
+	f := newFixture(t, src)
+	if resp, body := f.do(t, "GET", "/x", nil); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("with a client certificate the upstream does not trust: %d %s", resp.StatusCode, body)
+	}
+	reload := func() {
+		t.Helper()
+		next, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Previous: f.gw.Snapshot()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev, _ := f.gw.Swap(next)
+		prev.Close()
+		t.Cleanup(next.Close)
+	}
+	upstreamOf := func() http.Handler {
+		rt, _, _ := f.gw.Snapshot().Routes.Match("gw.test", "/x", "GET", nil)
+		return rt.Upstream
+	}
+
+	before := upstreamOf()
+	reload()
+	if upstreamOf() != before {
+		t.Error("a reload with unchanged files rebuilt the pool")
+	}
+
+	renewed := clientCA.Client(t, "renewed")
+	testutil.WriteFile(t, dir, "client.pem", renewed.CertPEM)
+	testutil.WriteFile(t, dir, "client.key", renewed.KeyPEM)
+	reload()
+	resp, body := f.do(t, "GET", "/x", nil)
+	if resp.StatusCode != http.StatusOK || string(body) != "client renewed" {
+		t.Fatalf("after renewing the client certificate: %d %s", resp.StatusCode, body)
+	}
+	if !slices.Contains(f.gw.Snapshot().WatchFiles(), certFile) {
+		t.Error("the client certificate file is not watched for changes")
 	}
 }

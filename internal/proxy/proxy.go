@@ -8,6 +8,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,9 @@ type Options struct {
 	// RewriteHost sends the backend's host as Host instead of the client's,
 	// for upstreams that route on their own name.
 	RewriteHost bool
+	// TLS is the client TLS configuration for https backends (private CA,
+	// client certificate, server name); nil uses the system roots.
+	TLS *tls.Config
 	// Logger receives upstream failures and ejections (nil → slog.Default()).
 	Logger *slog.Logger
 	// OnUpstreamError is called once per failed attempt, for metrics. kind is

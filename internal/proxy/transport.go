@@ -144,6 +144,8 @@ func newTransport(o Options, h2c bool) *http.Transport {
 	if h2c {
 		t.Protocols = new(http.Protocols)
 		t.Protocols.SetUnencryptedHTTP2(true)
+	} else if o.TLS != nil {
+		t.TLSClientConfig = o.TLS.Clone()
 	}
 	return t
 }
