@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -259,15 +258,17 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	// ReverseProxy re-encodes queries it cannot parse; the upstream must see
 	// the query the client sent, so that nothing differs between parsers.
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	// ReverseProxy leaves Body nil for requests without one (ContentLength
-	// 0), so only requests with a body pay for the wrapper.
-	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
-		pr.Out.Body = &clientBody{ReadCloser: pr.Out.Body}
-	}
 
 	info := reqinfo.From(pr.In.Context())
 	if info == nil {
 		info = &reqinfo.Info{}
+	}
+	// The body is read through info.Body, which remembers a read error:
+	// see handleError. ReverseProxy leaves Body nil for requests without
+	// one (ContentLength 0).
+	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+		info.Body.Wrap(pr.Out.Body)
+		pr.Out.Body = &info.Body
 	}
 	h := pr.Out.Header
 	unvouched.Strip(h)
@@ -321,29 +322,12 @@ func (p *Pool) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	httperr.Write(w, r, status, msg)
 }
 
-// clientBody is the inbound request body as the transport reads it to send
-// upstream. It remembers the first read error, so that a failed forward can
-// be told apart: a body the client framed badly or cut short is the
-// client's fault (400), everything else is the upstream's (502/504).
-type clientBody struct {
-	io.ReadCloser
-	failed atomic.Bool // set after err, so a reader that sees true sees err
-	err    error
-}
-
-func (b *clientBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && !b.failed.Load() {
-		b.err = err
-		b.failed.Store(true)
-	}
-	return n, err
-}
-
-// clientBodyError is the error reading r's body failed with, if it did.
+// clientBodyError is the error reading r's body failed with, if it did: a
+// body the client framed badly or cut short is the client's fault (400),
+// everything else the upstream's (502/504).
 func clientBodyError(r *http.Request) error {
-	if b, ok := r.Body.(*clientBody); ok && b.failed.Load() {
-		return b.err
+	if b, ok := r.Body.(*reqinfo.Body); ok {
+		return b.Err()
 	}
 	return nil
 }

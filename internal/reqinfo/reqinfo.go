@@ -5,8 +5,10 @@ package reqinfo
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +46,44 @@ type Info struct {
 	// request last, after hop-by-hop removal, so that a client listing them
 	// in Connection cannot make them disappear.
 	Identity Headers
+	// Body is the request body as the proxy stage forwards it, kept here so
+	// that wrapping it costs no allocation; see Body.
+	Body Body
+}
+
+// Body wraps a request body and remembers the first error reading it
+// failed with, so that the proxy stage can tell a body the client framed
+// badly or cut short (the client's fault) from an upstream failure. One
+// goroutine reads it; another may ask Err once the reads have failed.
+type Body struct {
+	io.ReadCloser
+	failed atomic.Bool // set after err is, so Err sees err
+	err    error
+}
+
+// Wrap makes b read from rc, forgetting any earlier error.
+func (b *Body) Wrap(rc io.ReadCloser) {
+	b.ReadCloser, b.err = rc, nil
+	b.failed.Store(false)
+}
+
+// Read reads from the wrapped body, remembering its first error other than
+// io.EOF.
+func (b *Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !b.failed.Load() {
+		b.err = err
+		b.failed.Store(true)
+	}
+	return n, err
+}
+
+// Err is the error a read of the body failed with, or nil.
+func (b *Body) Err() error {
+	if b.failed.Load() {
+		return b.err
+	}
+	return nil
 }
 
 // Headers is a short list of headers to set, kept inside Info so that

@@ -1,9 +1,13 @@
 package reqinfo
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestHeaders(t *testing.T) {
@@ -43,5 +47,22 @@ func TestHeadersSetAllocatesNothingForFew(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations to record four headers, want 0", allocs)
+	}
+}
+
+func TestBodyRemembersReadError(t *testing.T) {
+	var b Body
+	b.Wrap(io.NopCloser(strings.NewReader("ok")))
+	if _, err := io.ReadAll(&b); err != nil || b.Err() != nil {
+		t.Fatalf("a clean body: ReadAll error %v, Err %v", err, b.Err())
+	}
+	broken := errors.New("malformed chunked encoding")
+	b.Wrap(io.NopCloser(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(broken))))
+	if _, err := io.ReadAll(&b); !errors.Is(err, broken) || !errors.Is(b.Err(), broken) {
+		t.Fatalf("a broken body: ReadAll error %v, Err %v", err, b.Err())
+	}
+	b.Wrap(io.NopCloser(strings.NewReader("")))
+	if b.Err() != nil {
+		t.Errorf("Wrap kept the earlier error %v", b.Err())
 	}
 }
