@@ -22,6 +22,9 @@ RACE_PKGS=(./internal/...)
 # staticcheck 2026.2.2, the release that supports Go 1.26.
 STATICCHECK_VERSION=v0.8.2
 FUZZTIME=${FUZZTIME:-10s}
+# Servers the tests start (pgrep -x pattern). A test stops each one with its
+# children; one still running after the test step is a leak.
+SERVER_PROCS='nginx|caddy|redis-server|chromium|chrome'
 
 usage() {
 	sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -68,6 +71,25 @@ finish() {
 	passed+=("$step $((SECONDS - step_started))s")
 }
 
+server_pids() { pgrep -x "$SERVER_PROCS" | sort || true; }
+
+# no_leaks runs "$@", then fails if a server process started while it ran is
+# still there a few seconds later: it lists and kills them.
+no_leaks() {
+	local before leaked rc=0 i
+	before=$(server_pids)
+	"$@" || rc=$?
+	for ((i = 0; i < 50; i++)); do
+		leaked=$(comm -13 <(printf '%s\n' "$before") <(server_pids) | sed '/^$/d')
+		[[ -z $leaked ]] && return "$rc"
+		sleep 0.1 # processes that are already exiting get a moment
+	done
+	ps -o pid=,ppid=,args= -p "$(paste -sd, <<<"$leaked")" >&2 || true
+	# shellcheck disable=SC2086 # one PID per word
+	kill -9 $leaked 2>/dev/null || true
+	die "$* left the processes above running (now killed): stop every process a test starts, with its children"
+}
+
 begin setup
 setup_path
 require_go
@@ -101,14 +123,14 @@ else
 fi
 
 begin test
-go test -count=1 ./...
+no_leaks go test -count=1 ./...
 finish
 
 if $quick; then
 	log "--quick: skipping race and fuzz"
 else
 	begin race
-	go test -race -count=1 "${RACE_PKGS[@]}"
+	no_leaks go test -race -count=1 "${RACE_PKGS[@]}"
 	finish
 
 	begin fuzz
@@ -122,7 +144,7 @@ else
 	for target in "${targets[@]}"; do
 		read -r dir name <<<"$target"
 		log "fuzz $name in $dir for $FUZZTIME"
-		go test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" "$dir"
+		no_leaks go test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" "$dir"
 	done
 	step="fuzz (${#targets[@]} targets)"
 	finish

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,10 +46,13 @@ func freeAddr(t *testing.T) string {
 
 // startServer runs a server process until the test ends and waits until
 // addr accepts connections (polling, with a deadline: it is an external
-// process with no other readiness signal).
+// process with no other readiness signal). The process runs in its own
+// process group, and the whole group is stopped at the end: nginx's workers
+// are children of its master and outlive a master killed on its own.
 func startServer(t *testing.T, addr, logFile string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := os.Create(logFile)
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +64,7 @@ func startServer(t *testing.T, addr, logFile string, name string, args ...string
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
+		stopGroup(t, cmd.Process.Pid, exited)
 		out.Close()
 	})
 	deadline := time.Now().Add(15 * time.Second)
@@ -81,6 +84,26 @@ func startServer(t *testing.T, addr, logFile string, name string, args ...string
 			t.Fatalf("%s did not listen on %s within 15s:\n%s", filepath.Base(name), addr, log)
 		}
 		time.Sleep(20 * time.Millisecond) // readiness poll of an external process
+	}
+}
+
+// stopGroup ends the process group pgid whose leader reports on exited:
+// SIGTERM first (nginx's master then stops its workers and exits), SIGKILL
+// for the whole group when the leader has not exited within 10 s, and a
+// final SIGKILL to the group for any child that outlived its leader.
+func stopGroup(t *testing.T, pgid int, exited <-chan error) {
+	t.Helper()
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("process group %d did not stop on SIGTERM within 10s; killing it", pgid)
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
+	}
+	// The leader is reaped; anything left in its group is an orphan.
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err == nil {
+		t.Logf("killed processes left in group %d after its leader exited", pgid)
 	}
 }
 
@@ -133,6 +156,7 @@ func (a *recordingApp) addr() string { return a.srv.Listener.Addr().String() }
 // proxyCase is one request through a real proxy and what must come of it.
 type proxyCase struct {
 	name   string
+	method string // GET when empty
 	target string
 	hdr    []string
 	status int
@@ -151,7 +175,11 @@ func runProxyCases(t *testing.T, addr string, app *recordingApp, cases []proxyCa
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := app.hits.Load()
-			resp, body := raw(t, addr, "GET", c.target, append([]string{"Host", "gw.test"}, c.hdr...)...)
+			method := c.method
+			if method == "" {
+				method = "GET"
+			}
+			resp, body := raw(t, addr, method, c.target, append([]string{"Host", "gw.test"}, c.hdr...)...)
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d\n%s", resp.StatusCode, c.status, body)
 			}
@@ -202,11 +230,36 @@ var spoofed = []string{
 	"X-Auth-Request-User", "mallory",
 }
 
-// proxyCases are the cases every real proxy must pass; the app must see
-// the canonical path when the proxy forwards it (canonical), else the
-// path as sent. badPath is the status the proxy answers a path sekisho
-// refuses with.
-func proxyCases(f *fixture, canonical bool, badPath int) []proxyCase {
+// forgedDescription is every request-description header of every dialect,
+// as a client would forge them to describe the public route /open/x.
+var forgedDescription = []string{
+	"X-Original-URL", "http://gw.test/open/x",
+	"X-Original-URI", "/open/x",
+	"X-Original-Method", "GET",
+	"X-Forwarded-Uri", "/open/x",
+	"X-Forwarded-Method", "GET",
+	"X-Forwarded-Host", "gw.test",
+	"X-Forwarded-Proto", "https",
+}
+
+// proxyStatus is how one real proxy answers what its example configures.
+type proxyStatus struct {
+	// canonical: the app sees the canonical path (the proxy forwards the
+	// path sekisho decided on), else the path as sent.
+	canonical bool
+	// badPath answers a path sekisho refuses, noRoute a request no route
+	// matches.
+	badPath, noRoute int
+	// hopIdentity answers a request whose Connection header names
+	// sekisho's identity headers: 200 when the proxy never removes what
+	// Connection names, else the example's refusal.
+	hopIdentity int
+}
+
+// proxyCases are the cases every real proxy must pass with its shipped
+// example configuration.
+func proxyCases(f *fixture, ps proxyStatus) []proxyCase {
+	canonical, badPath := ps.canonical, ps.badPath
 	tk := f.tokens
 	path := func(canon, sent string) string {
 		if canonical {
@@ -230,5 +283,19 @@ func proxyCases(f *fixture, canonical bool, badPath int) []proxyCase {
 		{name: "encoded slash refused", target: "/api1/a%2Fb", hdr: bearer(tk.admin), status: badPath},
 		{name: "encoded slash where the route allows it", target: "/files/a%2Fb", hdr: bearer(tk.admin), status: 200, appURI: "/files/a%2Fb", appUser: alice, appEmail: alice},
 		{name: "a browser without a session goes to sign in", target: "/api1/x", hdr: []string{"Accept", "text/html"}, status: 302, location: "https://login.example.com/start?rd=http://gw.test/api1/x"},
+
+		// A client describing a public request while sending a protected one.
+		{name: "forged X-Original-URL", target: "/api1/x", hdr: []string{"X-Original-URL", "http://gw.test/open/x"}, status: 401},
+		{name: "forged X-Original-URI", target: "/api1/x", hdr: []string{"X-Original-URI", "/open/x"}, status: 401},
+		{name: "forged X-Forwarded-Uri", target: "/api1/x", hdr: []string{"X-Forwarded-Uri", "/open/x", "X-Forwarded-Method", "GET", "X-Forwarded-Host", "gw.test"}, status: 401},
+		{name: "every forged description header", target: "/api1/x", hdr: forgedDescription, status: 401},
+		{name: "forged X-Original-Method", method: "DELETE", target: "/ro/x", hdr: append(bearer(tk.dev), "X-Original-Method", "GET"), status: ps.noRoute},
+		{name: "forged X-Forwarded-Method", method: "DELETE", target: "/ro/x", hdr: append(bearer(tk.dev), "X-Forwarded-Method", "GET"), status: ps.noRoute},
+		{name: "forged X-Forwarded-Host", target: "/x", hdr: append(bearer(tk.admin), "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https"), status: ps.noRoute},
+		{name: "the method as sent is decided on", method: "DELETE", target: "/ro/x", hdr: bearer(tk.dev), status: ps.noRoute},
+
+		// Connection must not remove the identity after sekisho set it.
+		{name: "Connection names the identity headers", target: "/api1/x", hdr: append(bearer(tk.admin), "Connection", "X-Forwarded-User, X-Forwarded-Email, X-Forwarded-Groups, X-Sekisho-Assertion"),
+			status: ps.hopIdentity, appURI: "/api1/x", appUser: alice, appEmail: alice},
 	}
 }
