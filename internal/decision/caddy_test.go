@@ -36,7 +36,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 	logFile := filepath.Join(dir, "caddy.log")
 	startServer(t, listen, logFile, bin, "run", "--config", confFile, "--adapter", "caddyfile")
 
-	runProxyCases(t, listen, app, proxyCases(f, false, 400))
+	runProxyCases(t, listen, app, proxyCases(f, proxyStatus{badPath: 400, noRoute: 404, hopIdentity: 400}))
 	if t.Failed() {
 		log, _ := os.ReadFile(logFile)
 		t.Logf("caddy log:\n%s", log)

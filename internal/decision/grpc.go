@@ -65,6 +65,9 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 		return denied(codes.InvalidArgument, http.StatusBadRequest, "The check request has no HTTP method and path (/...).", "", id, nil), nil
 	}
 
+	if name, bad := removesOwnHeader(snap, h); bad {
+		return denied(codes.InvalidArgument, http.StatusBadRequest, connectionMessage(name), "", id, nil), nil
+	}
 	d := &described{}
 	d.set(hr.GetMethod(), hr.GetScheme(), hr.GetHost(), hr.GetPath(), h)
 	d.clientIP = peerIP

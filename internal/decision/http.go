@@ -3,6 +3,7 @@ package decision
 import (
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"strings"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 
 // HTTP endpoints of the decision listener.
 const (
-	envoyPrefix     = "/envoy"
-	nginxPath       = "/nginx"
-	forwardAuthPath = "/forward-auth"
-	signInPath      = "/sign_in"
+	envoyPrefix      = "/envoy"
+	nginxPath        = "/nginx"
+	ingressNginxPath = "/ingress-nginx"
+	forwardAuthPath  = "/forward-auth"
+	signInPath       = "/sign_in"
 )
 
 // dialect is how one kind of proxy describes a request and reads the answer.
@@ -60,6 +62,14 @@ var (
 		locationOn401: true,
 		pathHeader:    true,
 	}
+	// ingressNginx is nginx as the ingress-nginx controller configures it
+	// (auth-url): it describes the request in X-Original-URL.
+	ingressNginx = &dialect{
+		name:          "ingress-nginx",
+		describe:      describeIngressNginx,
+		denyStatus:    only401or403,
+		locationOn401: true,
+	}
 	forwardAuth = &dialect{
 		name:                "forward-auth",
 		describe:            describeForwardAuth,
@@ -85,7 +95,7 @@ func only401or403(status int) int {
 const PathHeader = "X-Sekisho-Path"
 
 // Handler serves the HTTP decision endpoints: /envoy/<original path>,
-// /nginx, /forward-auth and /sign_in. The /envoy prefix is matched on the
+// /nginx, /ingress-nginx, /forward-auth and /sign_in. The /envoy prefix is matched on the
 // raw request-target so the original path reaches the engine undecoded.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -94,12 +104,14 @@ func (s *Server) Handler() http.Handler {
 			s.serveDecision(w, r, envoyHTTP)
 		case r.URL.Path == nginxPath:
 			s.serveDecision(w, r, nginx)
+		case r.URL.Path == ingressNginxPath:
+			s.serveDecision(w, r, ingressNginx)
 		case r.URL.Path == forwardAuthPath:
 			s.serveDecision(w, r, forwardAuth)
 		case r.URL.Path == signInPath:
 			s.serveSignIn(w, r)
 		default:
-			httperr.Write(w, r, http.StatusNotFound, "No such decision endpoint: use /envoy/..., /nginx, /forward-auth or /sign_in.")
+			httperr.Write(w, r, http.StatusNotFound, "No such decision endpoint: use /envoy/..., /nginx, /ingress-nginx, /forward-auth or /sign_in.")
 		}
 	})
 }
@@ -127,6 +139,12 @@ func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *diale
 		s.log.InfoContext(r.Context(), "decision request does not describe a request",
 			"dialect", dl.name, "peer", addrString(peer), "request_id", info.ID, "problem", msg)
 		httperr.Write(w, r, dl.denyStatus(http.StatusBadRequest), msg)
+		return
+	}
+	if name, bad := removesOwnHeader(snap, r.Header); bad {
+		s.log.InfoContext(r.Context(), "decision request names an identity header in Connection",
+			"dialect", dl.name, "peer", addrString(peer), "request_id", info.ID, "header", name)
+		httperr.Write(w, r, dl.denyStatus(http.StatusBadRequest), connectionMessage(name))
 		return
 	}
 	d.clientIP = s.clientIP(peer, r.Header.Values("X-Forwarded-For"))
@@ -226,36 +244,26 @@ func describeEnvoy(r *http.Request, d *described) (string, bool) {
 	return "", true
 }
 
-// describeNginx reads nginx auth_request and ingress-nginx: X-Original-URL
-// (absolute, ingress-nginx) or X-Original-URI with X-Forwarded-Host (else
-// Host) and X-Forwarded-Proto; X-Original-Method, GET when absent.
+// describeNginx reads nginx auth_request as examples/integrations/nginx.conf
+// configures it: X-Original-URI with X-Forwarded-Host (else Host) and
+// X-Forwarded-Proto, and X-Original-Method (GET when absent). nginx copies
+// the client's headers into the subrequest, so only the headers the auth
+// location sets can be believed; X-Original-URL is ingress-nginx's and is
+// refused here, because a client could have sent it.
 func describeNginx(r *http.Request, d *described) (string, bool) {
-	method, ok := one(r.Header, "X-Original-Method")
+	if _, ok := r.Header["X-Original-Url"]; ok {
+		return "X-Original-URL is not read here: ingress-nginx asks " + ingressNginxPath + "; with plain nginx, clear it (proxy_set_header X-Original-URL \"\";).", false
+	}
+	method, msg, ok := originalMethod(r.Header)
 	if !ok {
-		return "X-Original-Method is sent more than once.", false
-	}
-	if method == "" {
-		method = http.MethodGet
-	}
-	if !httpguts.ValidHeaderFieldName(method) {
-		return "X-Original-Method is not an HTTP method.", false
-	}
-	if full, ok := one(r.Header, "X-Original-Url"); !ok {
-		return "X-Original-URL is sent more than once.", false
-	} else if full != "" {
-		scheme, host, target, ok := splitURL(full)
-		if !ok {
-			return "X-Original-URL is not an absolute http(s) URL.", false
-		}
-		d.set(method, scheme, host, target, r.Header)
-		return "", true
+		return msg, false
 	}
 	target, ok := one(r.Header, "X-Original-Uri")
 	if !ok {
 		return "X-Original-URI is sent more than once.", false
 	}
 	if target == "" {
-		return "nginx did not say which request to decide: set X-Original-URI (or X-Original-URL).", false
+		return "nginx did not say which request to decide: set X-Original-URI.", false
 	}
 	if target[0] != '/' {
 		return "X-Original-URI must be a path and query (/...).", false
@@ -273,6 +281,50 @@ func describeNginx(r *http.Request, d *described) (string, bool) {
 	}
 	d.set(method, proto, host, target, r.Header)
 	return "", true
+}
+
+// describeIngressNginx reads the ingress-nginx controller's auth
+// subrequest: X-Original-URL (absolute) and X-Original-Method, which the
+// controller always sets over whatever the client sent. X-Original-URI is
+// set by the controller only with the auth-method annotation, and then to
+// the same request-target; any other X-Original-URI came from the client
+// and is refused.
+func describeIngressNginx(r *http.Request, d *described) (string, bool) {
+	method, msg, ok := originalMethod(r.Header)
+	if !ok {
+		return msg, false
+	}
+	full, ok := one(r.Header, "X-Original-Url")
+	if !ok {
+		return "X-Original-URL is sent more than once.", false
+	}
+	if full == "" {
+		return "ingress-nginx did not say which request to decide: X-Original-URL is missing.", false
+	}
+	scheme, host, target, ok := splitURL(full)
+	if !ok {
+		return "X-Original-URL is not an absolute http(s) URL.", false
+	}
+	if uri, present := r.Header["X-Original-Uri"]; present && (len(uri) != 1 || uri[0] != target) {
+		return "X-Original-URI disagrees with X-Original-URL: two descriptions of one request.", false
+	}
+	d.set(method, scheme, host, target, r.Header)
+	return "", true
+}
+
+// originalMethod is X-Original-Method, GET when absent.
+func originalMethod(h http.Header) (method, msg string, ok bool) {
+	method, ok = one(h, "X-Original-Method")
+	if !ok {
+		return "", "X-Original-Method is sent more than once.", false
+	}
+	if method == "" {
+		return http.MethodGet, "", true
+	}
+	if !httpguts.ValidHeaderFieldName(method) {
+		return "", "X-Original-Method is not an HTTP method.", false
+	}
+	return method, "", true
 }
 
 // describeForwardAuth reads Traefik ForwardAuth and Caddy forward_auth:
@@ -297,6 +349,38 @@ func describeForwardAuth(r *http.Request, d *described) (string, bool) {
 	}
 	d.set(v[0], v[1], v[2], v[3], r.Header)
 	return "", true
+}
+
+// removesOwnHeader reports whether the Connection header of the described
+// request names a header sekisho sets upstream (an identity header or the
+// assertion): a proxy that honours Connection after copying sekisho's
+// headers in would remove them again, and the upstream would get an
+// authenticated request without its identity.
+func removesOwnHeader(snap *config.Snapshot, h http.Header) (string, bool) {
+	conn := h["Connection"]
+	if len(conn) == 0 {
+		return "", false
+	}
+	assertion := snap.AssertionHeader
+	if assertion == "" {
+		assertion = config.DefaultAssertionHeader
+	}
+	own := [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertion}
+	for _, v := range conn {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = textproto.TrimString(tok)
+			for _, name := range own {
+				if name != "" && strings.EqualFold(tok, name) {
+					return name, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+func connectionMessage(name string) string {
+	return "The Connection header names " + name + ", a header sekisho sets: it would be removed after the decision."
 }
 
 // one returns the single value of a header; ok is false when it is sent

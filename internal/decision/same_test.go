@@ -97,7 +97,7 @@ func TestSameDecisionsInEveryMode(t *testing.T) {
 			return modeResult{resp.StatusCode, resp.Header.Get("X-Forwarded-User")}
 		}, nginxStatus},
 		{"ingress-nginx", func(t *testing.T, c decisionCase) modeResult {
-			resp, _ := raw(t, f.addr(), "GET", "/nginx", append([]string{"X-Original-URL", "https://" + c.host + c.target, "X-Original-Method", c.method}, bearer(c.cred)...)...)
+			resp, _ := raw(t, f.addr(), "GET", "/ingress-nginx", append([]string{"X-Original-URL", "https://" + c.host + c.target, "X-Original-Method", c.method}, bearer(c.cred)...)...)
 			return modeResult{resp.StatusCode, resp.Header.Get("X-Forwarded-User")}
 		}, nginxStatus},
 		{"forward-auth", func(t *testing.T, c decisionCase) modeResult {
