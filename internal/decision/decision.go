@@ -22,10 +22,10 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/listen"
@@ -68,6 +68,7 @@ type Server struct {
 	tls      *tls.Config // nil without TLS
 	certs    *listen.CertReloader
 	loginFor func(*config.Snapshot) LoginStarter
+	limits   Limits
 
 	mu       sync.Mutex
 	httpSrv  *http.Server
@@ -193,15 +194,24 @@ func (s *Server) Start(ctx context.Context) error {
 		grpcLn = ln
 	}
 
+	limits := s.limits.withDefaults()
+	// Trust by address is checked at accept, before anything is parsed;
+	// with a client CA the handshake requires a verified certificate, and
+	// a verified client is trusted whatever its address.
+	byAddress := s.tls == nil || s.tls.ClientAuth != tls.RequireAndVerifyClientCert
 	if httpLn != nil {
 		s.httpAddr = httpLn.Addr().String()
+		if byAddress {
+			httpLn = newTrustListener(httpLn, s.trust, s.log, "http")
+		}
 		if s.tls != nil {
 			httpLn = tls.NewListener(httpLn, s.tls)
 		}
 		s.httpSrv = &http.Server{
 			Handler:           s.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: limits.ReadHeaderTimeout,
+			IdleTimeout:       limits.IdleTimeout,
+			MaxHeaderBytes:    limits.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		}
@@ -213,7 +223,14 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if grpcLn != nil {
 		s.grpcAddr = grpcLn.Addr().String()
-		var opts []grpc.ServerOption
+		if byAddress {
+			grpcLn = newTrustListener(grpcLn, s.trust, s.log, "grpc")
+		}
+		opts := []grpc.ServerOption{
+			grpc.MaxHeaderListSize(uint32(limits.MaxHeaderBytes)),
+			grpc.ConnectionTimeout(limits.ReadHeaderTimeout),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: limits.IdleTimeout}),
+		}
 		if s.tls != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
 		}

@@ -130,7 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer adminSrv.Close()
 
 	if file.Decision != nil {
-		if inst.Decision, err = startDecision(ctx, file.Decision, inst.Gateway.Snapshot, log); err != nil {
+		if inst.Decision, err = startDecision(ctx, file, inst.Gateway.Snapshot, log); err != nil {
 			return err
 		}
 	}
@@ -178,11 +178,18 @@ func Run(ctx context.Context, opts Options) error {
 
 // startDecision starts the decision service on the same snapshots as the
 // gateway; browsers it must send to sign in go to the login service.
-func startDecision(ctx context.Context, d *config.Decision, current func() *config.Snapshot, log *slog.Logger) (*decision.Server, error) {
-	srv, err := decision.New(*d, current, log)
+func startDecision(ctx context.Context, f *config.File, current func() *config.Snapshot, log *slog.Logger) (*decision.Server, error) {
+	srv, err := decision.New(*f.Decision, current, log)
 	if err != nil {
 		return nil, err
 	}
+	// The gateway's limits: a decision caller is held to the same header
+	// size and timeouts as a client of the gateway.
+	srv.SetLimits(decision.Limits{
+		ReadHeaderTimeout: f.Listen.ReadHeaderTimeout,
+		IdleTimeout:       f.Listen.IdleTimeout,
+		MaxHeaderBytes:    f.Listen.MaxHeaderBytes,
+	})
 	srv.SetLogin(func(s *config.Snapshot) decision.LoginStarter {
 		if s.Auth == nil {
 			return nil
