@@ -61,15 +61,13 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	if snap == nil {
 		return denied(codes.Unavailable, http.StatusServiceUnavailable, "sekisho is starting.", "", id, nil), nil
 	}
-	if hr == nil || hr.GetMethod() == "" || !strings.HasPrefix(hr.GetPath(), "/") {
-		return denied(codes.InvalidArgument, http.StatusBadRequest, "The check request has no HTTP method and path (/...).", "", id, nil), nil
+	d := &described{}
+	if msg, ok := describeCheck(hr, h, d); !ok {
+		return denied(codes.InvalidArgument, http.StatusBadRequest, msg, "", id, nil), nil
 	}
-
 	if name, bad := removesOwnHeader(snap, h); bad {
 		return denied(codes.InvalidArgument, http.StatusBadRequest, connectionMessage(name), "", id, nil), nil
 	}
-	d := &described{}
-	d.set(hr.GetMethod(), hr.GetScheme(), hr.GetHost(), hr.GetPath(), h)
 	d.clientIP = peerIP
 	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil {
 		if ip, err := netip.ParseAddr(sa.GetAddress()); err == nil {
@@ -102,6 +100,17 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	dr := resp.GetDeniedResponse()
 	dr.Headers = append(dr.Headers, cookieOptions(v.cookies)...)
 	return resp, nil
+}
+
+// describeCheck fills d from Envoy's description of the request: the
+// method, host, scheme and path (undecoded, with the query) attributes, and
+// h, the request headers from envoyHeaders.
+func describeCheck(hr *authv3.AttributeContext_HttpRequest, h http.Header, d *described) (string, bool) {
+	if hr == nil || hr.GetMethod() == "" || !strings.HasPrefix(hr.GetPath(), "/") {
+		return "The check request has no HTTP method and path (/...).", false
+	}
+	d.set(hr.GetMethod(), hr.GetScheme(), hr.GetHost(), hr.GetPath(), h)
+	return "", true
 }
 
 // envoyHeaders turns the request headers Envoy sends (lower-case names;

@@ -100,7 +100,7 @@ const PathHeader = "X-Sekisho-Path"
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.RequestURI == envoyPrefix || strings.HasPrefix(r.RequestURI, envoyPrefix+"/") || strings.HasPrefix(r.RequestURI, envoyPrefix+"?"):
+		case isEnvoyTarget(r.RequestURI):
 			s.serveDecision(w, r, envoyHTTP)
 		case r.URL.Path == nginxPath:
 			s.serveDecision(w, r, nginx)
@@ -230,6 +230,12 @@ func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", u)
 	w.WriteHeader(http.StatusFound)
+}
+
+// isEnvoyTarget reports whether a raw request-target is for the Envoy
+// endpoint: the prefix alone, or followed by a path or a query.
+func isEnvoyTarget(uri string) bool {
+	return uri == envoyPrefix || strings.HasPrefix(uri, envoyPrefix+"/") || strings.HasPrefix(uri, envoyPrefix+"?")
 }
 
 // describeEnvoy reads Envoy's HTTP ext_authz check request: the original

@@ -502,29 +502,6 @@ func TestClientIPWalk(t *testing.T) {
 	}
 }
 
-// FuzzDescribe feeds arbitrary descriptions to the nginx and forward-auth
-// readers: they never panic, and what they accept is an origin-form target.
-func FuzzDescribe(f *testing.F) {
-	f.Add("https://app.test/a?b", "/x", "GET", "app.test")
-	f.Add("http://", "", "", "")
-	f.Add("HTTPS://h?q", "//a/../b", "PO ST", "[::1]:80")
-	f.Fuzz(func(t *testing.T, url, uri, method, host string) {
-		for _, dl := range []*dialect{nginx, forwardAuth} {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.Header["X-Original-Url"] = []string{url}
-			r.Header["X-Original-Uri"] = []string{uri}
-			r.Header["X-Original-Method"] = []string{method}
-			r.Header["X-Forwarded-Method"] = []string{method}
-			r.Header["X-Forwarded-Uri"] = []string{uri}
-			r.Header["X-Forwarded-Host"] = []string{host}
-			d := &described{}
-			if _, ok := dl.describe(r, d); ok && !strings.HasPrefix(d.req.RequestURI, "/") {
-				t.Fatalf("%s accepted target %q", dl.name, d.req.RequestURI)
-			}
-		}
-	})
-}
-
 // TestForwardAuthHeaderNamesInAnyCase: header names are configured as the
 // operator writes them, but an HTTP header has one name whatever its case.
 // A lower-case name must still give exactly one value per identity header,
