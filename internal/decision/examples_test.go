@@ -134,8 +134,8 @@ func TestKubernetesExamples(t *testing.T) {
 	}{
 		{"istio.yaml", []string{"envoyExtAuthzGrpc", "envoyExtAuthzHttp", "pathPrefix: /envoy", "action: CUSTOM", "port: 9192", "port: 9191"}},
 		{"emissary.yaml", []string{"kind: AuthService", "protocol_version: v3", "path_prefix: /envoy"}},
-		{"ingress-nginx.yaml", []string{"nginx.ingress.kubernetes.io/auth-url: http://sekisho-decision.sekisho.svc.cluster.local:9191/nginx", "auth-response-headers", "auth-signin"}},
-		{"traefik.yaml", []string{"forwardAuth", "/forward-auth", "authResponseHeaders", "authResponseHeadersRegex"}},
+		{"ingress-nginx.yaml", []string{"nginx.ingress.kubernetes.io/auth-url: http://sekisho-decision.sekisho.svc.cluster.local:9191/ingress-nginx\n", "auth-response-headers", "auth-signin"}},
+		{"traefik.yaml", []string{"forwardAuth", "/forward-auth", "authResponseHeaders", "authResponseHeadersRegex", "trustForwardHeader: false"}},
 		{"gateway-api.yaml", []string{"type: ExternalAuth", "protocol: GRPC", "protocol: HTTP", "path: /envoy"}},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,9 @@ package decision
 
 import (
 	"encoding/json"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -136,5 +138,20 @@ func TestGRPCDeny(t *testing.T) {
 				t.Errorf("request id %q, want Envoy's %q", b.RequestID, rid)
 			}
 		})
+	}
+}
+
+// TestGRPCConnectionNamesIdentity: a Connection header naming a header
+// sekisho sets is refused over gRPC as over HTTP.
+func TestGRPCConnectionNamesIdentity(t *testing.T) {
+	f := newFixture(t, Config{}, "")
+	check, err := f.grpc.Check(t.Context(), envoyCheck("GET", "gw.test", "/api1/x",
+		map[string]string{"authorization": "Bearer " + f.tokens.admin, "connection": "keep-alive, X-Forwarded-Groups"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := check.GetDeniedResponse().GetStatus().GetCode(); got != http.StatusBadRequest ||
+		!strings.Contains(check.GetDeniedResponse().GetBody(), "Connection header names X-Forwarded-Groups") {
+		t.Errorf("got %v, want a 400 naming the header", check)
 	}
 }

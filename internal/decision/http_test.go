@@ -518,3 +518,30 @@ func TestForwardAuthHeaderNamesInAnyCase(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvoyIgnoresForgedDescriptions follows Envoy's documented ext_authz
+// contract (there is no Envoy binary here): the HTTP service receives the
+// original method and Host, the original path after path_prefix, and the
+// client's headers that allowed_headers lets through; the gRPC service gets
+// them as attributes and a header map. A client's description headers ride
+// along as ordinary headers and must change nothing: the decision is on
+// the request Envoy describes, /api1/x without a credential.
+func TestEnvoyIgnoresForgedDescriptions(t *testing.T) {
+	f := newFixture(t, Config{}, "")
+	resp, body := raw(t, f.addr(), "GET", "/envoy/api1/x", append([]string{"Host", "gw.test"}, forgedDescription...)...)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("HTTP: %d, want 401\n%s", resp.StatusCode, body)
+	}
+
+	forged := map[string]string{}
+	for i := 0; i < len(forgedDescription); i += 2 {
+		forged[strings.ToLower(forgedDescription[i])] = forgedDescription[i+1]
+	}
+	check, err := f.grpc.Check(t.Context(), envoyCheck("GET", "gw.test", "/api1/x", forged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := check.GetDeniedResponse().GetStatus().GetCode(); got != http.StatusUnauthorized {
+		t.Errorf("gRPC: %v, want a 401 denial", check)
+	}
+}
