@@ -95,8 +95,9 @@ func only401or403(status int) int {
 const PathHeader = "X-Sekisho-Path"
 
 // Handler serves the HTTP decision endpoints: /envoy/<original path>,
-// /nginx, /ingress-nginx, /forward-auth and /sign_in. The /envoy prefix is matched on the
-// raw request-target so the original path reaches the engine undecoded.
+// /nginx, /ingress-nginx, /forward-auth and /sign_in. The /envoy prefix is
+// matched on the raw request-target so the original path reaches the
+// engine undecoded.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
