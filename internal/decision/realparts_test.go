@@ -297,5 +297,7 @@ func proxyCases(f *fixture, ps proxyStatus) []proxyCase {
 		// Connection must not remove the identity after sekisho set it.
 		{name: "Connection names the identity headers", target: "/api1/x", hdr: append(bearer(tk.admin), "Connection", "X-Forwarded-User, X-Forwarded-Email, X-Forwarded-Groups, X-Sekisho-Assertion"),
 			status: ps.hopIdentity, appURI: "/api1/x", appUser: alice, appEmail: alice},
+		{name: "an ordinary Connection header", target: "/api1/x", hdr: append(bearer(tk.admin), "Connection", "keep-alive, X-Trace"),
+			status: 200, appURI: "/api1/x", appUser: alice, appEmail: alice},
 	}
 }
