@@ -254,6 +254,10 @@ func TestLoginConfigProblems(t *testing.T) {
 		{"bad session store", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nsession: {store: 'memcached://x'}\n" + routes, []string{"session.store"}},
 		{"missing secret file", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nsession: {secret_file: /nonexistent/key}\n" + routes, []string{"session.secret_file"}},
 		{"typo in provider", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, scopess: [openid], builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{`did you mean "scopes"`}},
+		{"bad redirect domain port", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nlogin:\n  allowed_redirect_domains:\n    - example.com:8443\n    - example.com:99999\n" + routes,
+			[]string{"test.yaml:6:", "login.allowed_redirect_domains[1]", "port"}},
+		{"redirect domain with scheme", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nlogin: {allowed_redirect_domains: ['https://example.com']}\n" + routes,
+			[]string{"login.allowed_redirect_domains[0]", "host name"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

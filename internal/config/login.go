@@ -81,6 +81,11 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		}
 	}()
 
+	for i, d := range f.Login.AllowedRedirectDomains {
+		if _, err := login.ParseRedirectDomain(d); err != nil {
+			c.addf([]any{"login", "allowed_redirect_domains", i}, "%q %v", d, err)
+		}
+	}
 	codec := c.sessionCodec(f, sessionSecure(f))
 	store := c.sessionStore(ctx, f, codec, a)
 	transport := http.DefaultTransport

@@ -112,7 +112,7 @@ func TestNewDefaults(t *testing.T) {
 	if s.prefix != "/.sekisho" || s.postLogout != "/.sekisho/signed_out" || s.ttl != defaultSessionTTL {
 		t.Errorf("defaults: prefix %q, post-logout %q, ttl %s", s.prefix, s.postLogout, s.ttl)
 	}
-	if !slices.Equal(s.allowed, []string{"example.com"}) {
+	if !slices.Equal(s.allowed, []RedirectDomain{{Host: "example.com"}}) {
 		t.Errorf("allowed domains = %v, want normalized", s.allowed)
 	}
 }

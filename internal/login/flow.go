@@ -33,9 +33,17 @@ func (s *Service) StartLogin(w http.ResponseWriter, r *http.Request) {
 // decision service): the start endpoint with one provider, the sign-in page
 // with several, on returnTo's own origin. The proxy must route PathPrefix to
 // sekisho's gateway listener. ok is false when returnTo is not a safe
-// target for a request to host.
+// target for a request to host: host is the request's authority
+// ("app.example.com", "app.example.com:8443"; no port means the default
+// port of returnTo's scheme) or, when the caller knows the scheme, its
+// origin ("https://app.example.com"), so that returnTo on another port or
+// scheme of the same host name is refused.
 func (s *Service) LoginURL(returnTo, host string) (string, bool) {
-	target, ok := SafeRedirect(returnTo, host, s.allowed)
+	scheme, authority := "", host
+	if sch, rest, ok := strings.Cut(host, "://"); ok {
+		scheme, authority = sch, rest
+	}
+	target, ok := SafeRedirect(returnTo, scheme, authority, s.allowed)
 	if !ok {
 		return "", false
 	}
@@ -56,8 +64,8 @@ func (s *Service) returnTarget(r *http.Request) (string, bool) {
 	if rd == "" {
 		return "/", true
 	}
-	_, authority := origin(r)
-	return SafeRedirect(rd, authority, s.allowed)
+	scheme, authority := origin(r)
+	return SafeRedirect(rd, scheme, authority, s.allowed)
 }
 
 func (s *Service) serveSignIn(w http.ResponseWriter, r *http.Request) {
@@ -248,8 +256,8 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("signed in", "provider", p.name, "subject", v.id.Subject, "username", v.id.Username)
 
-	_, authority := origin(r)
-	target, ok := SafeRedirect(st.Return, authority, s.allowed)
+	scheme, authority := origin(r)
+	target, ok := SafeRedirect(st.Return, scheme, authority, s.allowed)
 	if !ok {
 		target = "/"
 	}

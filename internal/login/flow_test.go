@@ -2,7 +2,9 @@ package login
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -437,13 +439,16 @@ func TestDiscoveryRetriesUntilProviderIsUp(t *testing.T) {
 }
 
 func TestFixedRedirectURLOnAnotherHost(t *testing.T) {
+	var appHost string
 	h := newHarness(t, setup{
 		providers: func(h *harness) []ProviderConfig {
+			appHost = h.gw.Listener.Addr().String()
 			p := h.provider("corp")
 			p.RedirectURL = h.localhostCallback
 			return []ProviderConfig{p}
 		},
-		opts: func(o *Options) { o.AllowedRedirectDomains = []string{"127.0.0.1"} },
+		// The app's origin is on a non-default port: the entry must name it.
+		opts: func(o *Options) { o.AllowedRedirectDomains = []string{appHost} },
 	})
 	b := newBrowser(t)
 	// The app is on 127.0.0.1; the registered callback on localhost: the
@@ -482,6 +487,98 @@ func TestStartRejectsOpenRedirects(t *testing.T) {
 	resp, _ := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/.sekisho/start?rd="+url.QueryEscape("/ok?x=1"), nil)
 	if resp.StatusCode != http.StatusFound {
 		t.Errorf("start with a same-host path: %d, want 302", resp.StatusCode)
+	}
+}
+
+// TestReturnToAnotherPortRefused: a return target on the gateway's own host
+// name but another port (another service, another origin) is refused at
+// every entry point, and followed only when an allowed domain names that
+// port.
+func TestReturnToAnotherPortRefused(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "other service")
+	}))
+	t.Cleanup(other.Close)
+	otherHost := other.Listener.Addr().String() // 127.0.0.1:<another port>
+	rd := other.URL + "/steal?x=1"
+
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		want    int
+	}{
+		{"own host name only", nil, http.StatusBadRequest},
+		{"allowed domain without port", []string{"127.0.0.1"}, http.StatusBadRequest},
+		{"allowed domain naming the port", []string{otherHost}, http.StatusFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, setup{opts: func(o *Options) { o.AllowedRedirectDomains = tc.allowed }})
+			b := newBrowser(t)
+			for _, ep := range []string{"/.sekisho/start", "/.sekisho/sign_in"} {
+				resp, body := do(t, b.noFollow(), http.MethodGet, h.gw.URL+ep+"?rd="+url.QueryEscape(rd), nil)
+				want := tc.want
+				if ep == "/.sekisho/sign_in" && want == http.StatusFound {
+					want = http.StatusOK // the page listing providers
+				}
+				if resp.StatusCode != want {
+					t.Errorf("%s rd=%s: status %d, want %d: %s", ep, rd, resp.StatusCode, want, body)
+				}
+			}
+			if _, ok := h.svc.LoginURL(rd, h.gw.Listener.Addr().String()); ok != (tc.want == http.StatusFound) {
+				t.Errorf("LoginURL(%s) ok = %v", rd, ok)
+			}
+			if tc.want != http.StatusFound {
+				return
+			}
+			// Allowed: the whole login lands on the named port.
+			resp, _ := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/.sekisho/start?rd="+url.QueryEscape(rd), nil)
+			cb := h.authorize(b, resp.Header.Get("Location"))
+			resp, _ = do(t, b.noFollow(), http.MethodGet, cb.String(), nil)
+			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != rd {
+				t.Errorf("callback: %d to %q, want 302 to %q", resp.StatusCode, resp.Header.Get("Location"), rd)
+			}
+		})
+	}
+}
+
+// TestCallbackRechecksReturnOrigin: a return target sealed in the state
+// cookie is checked again against the callback's origin, so a state made
+// for one port cannot send the browser to another.
+func TestCallbackRechecksReturnOrigin(t *testing.T) {
+	h := newHarness(t, setup{})
+	b := newBrowser(t)
+	auth := h.start(b, "/app")
+	// Reseal the browser's state cookie with a return target on another port.
+	u := mustParse(t, h.gw.URL+"/.sekisho/callback")
+	var replaced bool
+	for _, c := range b.jar.Cookies(u) {
+		if !strings.HasPrefix(c.Name, stateCookiePrefix) {
+			continue
+		}
+		plain, err := h.svc.codec.Open(c.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st loginState
+		if err := json.Unmarshal(plain, &st); err != nil {
+			t.Fatal(err)
+		}
+		st.Return = "http://" + u.Hostname() + ":1/x"
+		plain, _ = json.Marshal(&st)
+		v, err := h.svc.codec.Seal(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.jar.SetCookies(u, []*http.Cookie{{Name: c.Name, Value: v, Path: "/.sekisho/callback"}})
+		replaced = true
+	}
+	if !replaced {
+		t.Fatal("no state cookie")
+	}
+	cb := h.authorize(b, auth.String())
+	resp, body := do(t, b.noFollow(), http.MethodGet, cb.String(), nil)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/" {
+		t.Fatalf("callback: %d to %q, want 302 to / : %s", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
 }
 

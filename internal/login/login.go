@@ -36,7 +36,9 @@ type Options struct {
 	// and userinfo.
 	PathPrefix string
 	// AllowedRedirectDomains are hosts (and their subdomains) that post-login
-	// and post-logout redirects may go to besides the request's own host.
+	// and post-logout redirects may go to besides the request's own origin,
+	// each on the default ports only unless it names a port
+	// ("example.com:8443"); see ParseRedirectDomain.
 	AllowedRedirectDomains []string
 	// PostLogoutRedirect is where sign-out finally lands: a path on the
 	// request's host or an absolute URL on an allowed domain
@@ -69,7 +71,7 @@ type Options struct {
 type Service struct {
 	prefix       string
 	callbackPath string
-	allowed      []string
+	allowed      []RedirectDomain
 	postLogout   string
 	store        session.Store
 	codec        *session.Codec
@@ -151,10 +153,10 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	if s.ttl == 0 {
 		s.ttl = defaultSessionTTL
 	}
-	for i, d := range o.AllowedRedirectDomains {
-		d = strings.ToLower(strings.TrimPrefix(d, "."))
-		if d == "" || !validHostname(d) {
-			errs = append(errs, fmt.Errorf("login: allowed redirect domain [%d] %q must be a host name such as example.com", i, o.AllowedRedirectDomains[i]))
+	for i, raw := range o.AllowedRedirectDomains {
+		d, err := ParseRedirectDomain(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("login: allowed redirect domain [%d] %q %w", i, raw, err))
 			continue
 		}
 		s.allowed = append(s.allowed, d)

@@ -81,19 +81,19 @@ func crossOrigin(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return true // includes "null"
 	}
-	_, authority := origin(r)
-	return !strings.EqualFold(u.Host, authority)
+	from, ok := targetOrigin(o, u)
+	return !ok || from != requestOrigin(origin(r))
 }
 
 // postLogoutTarget is the absolute URL sign-out ends on; the signed-out
 // page when the configured one is not allowed for this request's host.
 func (s *Service) postLogoutTarget(r *http.Request) string {
-	_, authority := origin(r)
+	scheme, authority := origin(r)
 	target := s.postLogout
 	if strings.HasPrefix(target, "/") {
 		target = absolute(r, target)
 	}
-	if _, ok := SafeRedirect(target, authority, s.allowed); !ok {
+	if _, ok := SafeRedirect(target, scheme, authority, s.allowed); !ok {
 		s.log.Warn("post-logout redirect is not allowed for this host; using the signed-out page", "host", authority)
 		target = absolute(r, s.prefix+pathSignedOut)
 	}
