@@ -361,7 +361,7 @@ func (c *compiler) compile(f *File) *Snapshot {
 	c.compileAuth(s, f)
 	c.compileLogin(s, f)
 	if s.Auth != nil && s.Authn != nil {
-		s.Authn.Session, s.Authn.SessionCookie = s.Auth.Login, s.Auth.cookie
+		s.Authn.Session, s.Authn.SessionCookie = s.Auth.Login, s.Auth.cookieName
 	}
 	env, err := authz.NewEnv()
 	if err != nil {

@@ -27,10 +27,11 @@ type Auth struct {
 	// DevIDPs maps a mount path (DevIDPPrefix + name + "/") to a built-in provider.
 	DevIDPs map[string]*devidp.Provider
 
-	key    authKey
-	cookie string
-	cancel context.CancelFunc
-	redis  *session.RedisStore
+	key        authKey
+	cookieName string
+	cancel     context.CancelFunc
+	redis      *session.RedisStore
+	cookie     *session.CookieStore // its sign-outs carry over to the next one
 }
 
 // authKey is the configuration an Auth was built from, with a digest of
@@ -122,7 +123,7 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		return
 	}
 	a.Login = svc
-	a.cookie = orDefault(f.Session.Cookie, "_sekisho")
+	a.cookieName = orDefault(f.Session.Cookie, "_sekisho")
 	s.Auth = a
 	s.ownAuth.Store(true)
 }
@@ -178,10 +179,15 @@ func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Cod
 	if codec == nil {
 		return nil
 	}
-	opts := session.StoreOptions{TTL: f.Session.TTL, IdleTimeout: f.Session.IdleTimeout}
+	opts := session.StoreOptions{TTL: f.Session.TTL, IdleTimeout: f.Session.IdleTimeout, Logger: c.opts.Logger}
 	switch st := f.Session.Store; {
 	case st == "" || st == "cookie":
-		return session.NewCookieStore(codec, opts)
+		cs := session.NewCookieStore(codec, opts)
+		if prev := c.opts.Previous; prev != nil && prev.Auth != nil {
+			cs.KeepRevocations(prev.Auth.cookie)
+		}
+		a.cookie = cs
+		return cs
 	default:
 		rs, err := session.NewRedisStore(ctx, st, codec, opts)
 		if rs == nil {

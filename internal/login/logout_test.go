@@ -291,3 +291,40 @@ func TestBackchannelLogoutWithCookieStore(t *testing.T) {
 		t.Error("the log does not say the store cannot revoke")
 	}
 }
+
+// TestCopiedCookieRefusedAfterSignOut: a session cookie copied before
+// sign-out (to another browser) no longer signs anyone in afterwards, with
+// either store; the copy was used once before, so a cached decode of it
+// exists.
+func TestCopiedCookieRefusedAfterSignOut(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(*testing.T, *session.Codec, func() time.Time) session.Store
+	}{
+		{"cookie", nil},
+		{"redis", redisStore(new(*redistest.Server))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, setup{store: tc.store})
+			b := newBrowser(t)
+			h.login(b, "/")
+			thief := newBrowser(t)
+			gw := mustParse(t, h.gw.URL)
+			thief.jar.SetCookies(gw, b.jar.Cookies(gw))
+			if resp, body := do(t, thief.noFollow(), http.MethodGet, h.gw.URL+"/app", nil); resp.StatusCode != http.StatusOK {
+				t.Fatalf("copied cookie before sign-out: %d %q", resp.StatusCode, body)
+			}
+			resp, _ := do(t, b.noFollow(), http.MethodPost, h.gw.URL+"/.sekisho/sign_out", url.Values{}, "Origin", h.gw.URL)
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("sign-out: %d", resp.StatusCode)
+			}
+			if resp, _ := do(t, thief.noFollow(), http.MethodGet, h.gw.URL+"/.sekisho/userinfo", nil); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("copied cookie after sign-out: userinfo %d, want 401", resp.StatusCode)
+			}
+			resp, _ = do(t, thief.noFollow(), http.MethodGet, h.gw.URL+"/app", nil)
+			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, h.issuer) {
+				t.Errorf("copied cookie after sign-out: /app %d to %q, want a new login", resp.StatusCode, loc)
+			}
+		})
+	}
+}

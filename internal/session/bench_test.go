@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -36,6 +37,27 @@ func BenchmarkCodecDecode(b *testing.B) {
 
 func BenchmarkCookieStoreLoad(b *testing.B) {
 	st := NewCookieStore(newCodec(b, CodecOptions{}), StoreOptions{IdleTimeout: 30 * time.Minute})
+	rec := httptest.NewRecorder()
+	if err := st.Save(context.Background(), rec, requestWith(), typicalSession("0123456789abcdef0123456789abcdef")); err != nil {
+		b.Fatal(err)
+	}
+	r := requestWith(rec.Result().Cookies()...)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := st.Load(context.Background(), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCookieStoreLoadWithRevocations is the load path while many
+// sessions have been signed out (the revocation list is consulted).
+func BenchmarkCookieStoreLoadWithRevocations(b *testing.B) {
+	st := NewCookieStore(newCodec(b, CodecOptions{}), StoreOptions{IdleTimeout: 30 * time.Minute})
+	until := time.Now().Add(time.Hour)
+	for i := range 10000 {
+		st.revoked.add(fmt.Sprintf("revoked-%d", i), until)
+	}
 	rec := httptest.NewRecorder()
 	if err := st.Save(context.Background(), rec, requestWith(), typicalSession("0123456789abcdef0123456789abcdef")); err != nil {
 		b.Fatal(err)

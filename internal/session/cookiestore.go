@@ -5,23 +5,45 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 )
 
 // CookieStore keeps the whole session, encrypted, in the browser's
-// cookies, so that replicas share nothing. It cannot revoke a session
-// before it expires: use a RedisStore when that is needed.
+// cookies, so that replicas share nothing. Signing out revokes the session
+// in this process (a bounded list of revoked session IDs, each kept until
+// the session would have expired), so a copy of the cookie stops working
+// here; other replicas do not know of it, and back-channel logout cannot
+// find cookies by OIDC session: use a RedisStore when that is needed.
 type CookieStore struct {
 	codec   *Codec
 	opts    StoreOptions
 	decoded *decodedCache
+	revoked *revokedSet
+	log     *slog.Logger
 }
 
 var _ Store = (*CookieStore)(nil)
 
 // NewCookieStore returns a store writing sessions through c.
 func NewCookieStore(c *Codec, o StoreOptions) *CookieStore {
-	return &CookieStore{codec: c, opts: o.withDefaults(), decoded: newDecodedCache(decodedCacheSize)}
+	o = o.withDefaults()
+	return &CookieStore{
+		codec:   c,
+		opts:    o,
+		decoded: newDecodedCache(decodedCacheSize),
+		revoked: newRevokedSet(revokedSetSize, o.Now),
+		log:     o.Logger,
+	}
+}
+
+// KeepRevocations makes s honour the sign-outs prev recorded, and share
+// later ones with it: a reload that builds a new store must not make
+// signed-out cookies (sealed with the same keys) valid again.
+func (s *CookieStore) KeepRevocations(prev *CookieStore) {
+	if prev != nil {
+		s.revoked = prev.revoked
+	}
 }
 
 // Load decrypts the request's session and enforces its lifetime.
@@ -49,6 +71,10 @@ func (s *CookieStore) Load(_ context.Context, r *http.Request) (*Session, error)
 	}
 	if err := s.opts.check(&sess); err != nil {
 		return nil, err
+	}
+	// After the decoded cache, so a cached entry never outlives sign-out.
+	if s.revoked.has(sess.ID) {
+		return nil, ErrRevoked
 	}
 	return &sess, nil
 }
@@ -87,9 +113,19 @@ func (s *CookieStore) Save(_ context.Context, w http.ResponseWriter, r *http.Req
 	return nil
 }
 
-// Delete clears the session cookies; there is nothing server-side.
-func (s *CookieStore) Delete(_ context.Context, w http.ResponseWriter, r *http.Request) error {
+// Delete clears the session cookies and revokes the request's session in
+// this process until it would have expired, so that a copy of the cookie
+// is refused from now on.
+func (s *CookieStore) Delete(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	s.codec.Clear(w, r)
+	sess, err := s.Load(ctx, r)
+	if err != nil {
+		return nil // nothing valid to revoke
+	}
+	if s.revoked.add(sess.ID, s.opts.end(sess)) {
+		s.log.Warn("the list of signed-out sessions is full; the one closest to expiry was dropped and its cookie works again until it expires",
+			"size", revokedSetSize)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -15,6 +16,8 @@ type StoreOptions struct {
 	IdleTimeout time.Duration
 	// Now is the clock (default time.Now), injectable for tests.
 	Now func() time.Time
+	// Logger receives the store's warnings (default slog.Default()).
+	Logger *slog.Logger
 }
 
 func (o StoreOptions) withDefaults() StoreOptions {
@@ -26,6 +29,9 @@ func (o StoreOptions) withDefaults() StoreOptions {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	return o
 }

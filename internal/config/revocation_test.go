@@ -1,0 +1,64 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/session"
+)
+
+// TestCookieRevocationsSurviveRebuild: a reload that rebuilds the login
+// service (here: another post-logout page) with the same session key keeps
+// the sign-outs recorded before it, so a signed-out cookie stays refused.
+func TestCookieRevocationsSurviveRebuild(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "session.key"), []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := func(postLogout string) string {
+		return `
+listen: {http: "127.0.0.1:18997"}
+providers: [{name: dev, builtin: {users: [{email: a@example.com, password: x}]}}]
+session: {secret_file: session.key}
+login: {post_logout_redirect: ` + postLogout + `}
+routes:
+  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
+`
+	}
+	load := func(src string, prev *Snapshot) *Snapshot {
+		t.Helper()
+		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Previous: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	a := load(src("/bye"), nil)
+	rec := httptest.NewRecorder()
+	ctx := context.Background()
+	sess := &session.Session{ID: "s1", Provider: "dev", Identity: &identity.Identity{Subject: "a"}}
+	if err := a.Auth.cookie.Save(ctx, rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/", nil)
+	for _, c := range rec.Result().Cookies() {
+		req.AddCookie(c)
+	}
+	if err := a.Auth.cookie.Delete(ctx, httptest.NewRecorder(), req); err != nil {
+		t.Fatal(err)
+	}
+	b := load(src("/goodbye"), a)
+	if b.Auth == a.Auth || b.Auth.cookie == a.Auth.cookie {
+		t.Fatal("the login service was not rebuilt; the test needs a rebuild")
+	}
+	if _, err := b.Auth.cookie.Load(ctx, req); !errors.Is(err, session.ErrRevoked) {
+		t.Fatalf("signed-out cookie after a rebuild: %v, want ErrRevoked", err)
+	}
+}
