@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -185,14 +186,7 @@ func (s *RedisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if old, id, err := s.ticket(r); err == nil {
 		key := sessionKey(old)
 		if id == sess.ID {
-			err := s.client.SetArgs(ctx, key, data, redis.SetArgs{Mode: "XX", TTL: ttl}).Err()
-			if errors.Is(err, redis.Nil) {
-				return ErrRevoked
-			}
-			if err != nil {
-				return unavailable("set", err)
-			}
-			return nil
+			return s.update(ctx, key, sess, data, ttl)
 		}
 		prev, err := s.get(ctx, key)
 		if errors.Is(err, ErrUnavailable) {
@@ -222,6 +216,45 @@ func (s *RedisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	if err := s.codec.Encode(w, r, append(ticket, sess.ID...)); err != nil {
 		return fmt.Errorf("session: writing cookie: %w", err)
+	}
+	return nil
+}
+
+// update rewrites a session in place (same ticket), never resurrecting
+// one revoked meanwhile (ErrRevoked). When the session's revocation keys
+// changed — a refresh brought a new OIDC sid — the indexes follow in the
+// same transaction: the key joins the new sets and leaves the old, so a
+// back-channel logout for the new sid finds it and one for the old sid no
+// longer does.
+func (s *RedisStore) update(ctx context.Context, key string, sess *Session, data []byte, ttl time.Duration) error {
+	prev, err := s.get(ctx, key)
+	if err != nil {
+		return err // ErrRevoked when it is gone
+	}
+	oldIdx, newIdx := indexKeys(prev), indexKeys(sess)
+	var set *redis.StatusCmd
+	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, key, data, redis.SetArgs{Mode: "XX", TTL: ttl})
+		for _, idx := range newIdx {
+			if !slices.Contains(oldIdx, idx) {
+				p.SAdd(ctx, idx, key)
+				p.Expire(ctx, idx, s.opts.TTL)
+			}
+		}
+		for _, idx := range oldIdx {
+			if !slices.Contains(newIdx, idx) {
+				p.SRem(ctx, idx, key)
+			}
+		}
+		return nil
+	})
+	if set != nil && errors.Is(set.Err(), redis.Nil) {
+		// Revoked between the read and the write; an index entry added
+		// above points at nothing and is harmless.
+		return ErrRevoked
+	}
+	if err != nil {
+		return unavailable("set", err)
 	}
 	return nil
 }

@@ -379,3 +379,48 @@ func TestNewRedisStoreErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisStoreUpdateFollowsSID: a session updated in place with a new
+// OIDC sid (a refresh brought one) is revoked by a back-channel logout for
+// the new sid, and the old sid's index no longer points at it.
+func TestRedisStoreUpdateFollowsSID(t *testing.T) {
+	const iss = "https://idp.example.com"
+	srv := redistest.Start(t)
+	clk := newClock()
+	st := newRedisStore(t, srv, newCodec(t, CodecOptions{}), clk)
+	rdb := rawRedis(t, srv)
+	ctx := context.Background()
+
+	s := typicalSession("s1")
+	s.SID = "old-sid"
+	cookies := save(t, st, s)
+	s, err := load(st, cookies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SID = "new-sid"
+	if again := save(t, st, s, cookies...); len(again) != 0 {
+		t.Fatalf("an in-place update set %d cookies, want none", len(again))
+	}
+	if n := rdb.SCard(ctx, indexKey(sidPrefix, iss, "old-sid")).Val(); n != 0 {
+		t.Errorf("old sid index holds %d sessions after the update, want 0", n)
+	}
+	if n := rdb.SCard(ctx, indexKey(sidPrefix, iss, "new-sid")).Val(); n != 1 {
+		t.Errorf("new sid index holds %d sessions, want 1", n)
+	}
+	if ttl := rdb.TTL(ctx, indexKey(sidPrefix, iss, "new-sid")).Val(); ttl <= 0 {
+		t.Errorf("new sid index has no expiry (%s)", ttl)
+	}
+	if err := st.RevokeSID(ctx, iss, "old-sid"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(st, cookies); err != nil {
+		t.Fatalf("a logout for the old sid revoked the refreshed session: %v", err)
+	}
+	if err := st.RevokeSID(ctx, iss, "new-sid"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(st, cookies); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("a logout for the new sid: %v, want ErrRevoked", err)
+	}
+}
