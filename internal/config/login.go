@@ -261,6 +261,8 @@ func (c *compiler) builtin(ctx context.Context, f *File, p *Provider, at []any, 
 		return nil, false
 	}
 	p.Issuer, p.ClientID, p.ClientSecret = dev.Issuer(), client.ID, client.Secret
+	// A refresh token keeps the session for its configured lifetime.
+	p.Scopes = devidp.WithOfflineAccess(p.Scopes)
 	if p.Claims.Username == "" {
 		p.Claims.Username = "email" // the built-in subjects ("dev|alice@…") are not for people
 	}

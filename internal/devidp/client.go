@@ -12,6 +12,29 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
+// RelyingPartyScopes are the scopes sekisho's login asks the built-in
+// provider for: offline_access makes it issue a refresh token, without
+// which the session would end with the first access token (minutes), not
+// at the session lifetime. Scopes a configuration lists are kept, and
+// offline_access is added to them (see WithOfflineAccess).
+var RelyingPartyScopes = []string{oidc.ScopeOpenID, oidc.ScopeEmail, oidc.ScopeProfile, oidc.ScopeOfflineAccess}
+
+// WithOfflineAccess returns the scopes to request from the built-in
+// provider: RelyingPartyScopes when none are configured, else the
+// configured ones with offline_access added when missing.
+func WithOfflineAccess(configured []string) []string {
+	if len(configured) == 0 {
+		return append([]string(nil), RelyingPartyScopes...)
+	}
+	out := append([]string(nil), configured...)
+	for _, s := range out {
+		if s == oidc.ScopeOfflineAccess {
+			return out
+		}
+	}
+	return append(out, oidc.ScopeOfflineAccess)
+}
+
 // scopeGroups is accepted so relying parties that ask for a groups scope
 // (as many IdPs want) are not refused; the groups claim is sent either way.
 const scopeGroups = "groups"

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
@@ -60,5 +63,36 @@ routes:
 	}
 	if _, err := b.Auth.cookie.Load(ctx, req); !errors.Is(err, session.ErrRevoked) {
 		t.Fatalf("signed-out cookie after a rebuild: %v, want ErrRevoked", err)
+	}
+}
+
+// TestBuiltinProviderAsksForRefreshTokens: sign-in with the built-in
+// provider asks for offline_access, also when scopes are configured
+// without it, so the provider issues a refresh token and the session lasts
+// its configured lifetime.
+func TestBuiltinProviderAsksForRefreshTokens(t *testing.T) {
+	for _, scopes := range []string{"", "scopes: [openid, email], "} {
+		src := "listen: {http: '127.0.0.1:18996'}\nproviders: [{name: dev, " + scopes + "builtin: {users: [{email: a@example.com, password: x}]}}]\n" +
+			"routes:\n  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}\n"
+		s, err := parse(t, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !s.Auth.Login.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatal("the built-in provider was not discovered")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		rec := httptest.NewRecorder()
+		s.Auth.Login.StartLogin(rec, httptest.NewRequest("GET", "http://127.0.0.1:18996/a", nil))
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		if err != nil || rec.Code != 302 {
+			t.Fatalf("StartLogin: %d %q", rec.Code, rec.Header().Get("Location"))
+		}
+		if got := strings.Fields(loc.Query().Get("scope")); !slices.Contains(got, "offline_access") {
+			t.Errorf("with %q the built-in provider is asked for scopes %q, want offline_access among them", scopes, got)
+		}
 	}
 }
