@@ -56,7 +56,7 @@ func BenchmarkCookieStoreLoadWithRevocations(b *testing.B) {
 	st := NewCookieStore(newCodec(b, CodecOptions{}), StoreOptions{IdleTimeout: 30 * time.Minute})
 	until := time.Now().Add(time.Hour)
 	for i := range 10000 {
-		st.revoked.add(fmt.Sprintf("revoked-%d", i), until)
+		st.revoked.Add(fmt.Sprintf("revoked-%d", i), until)
 	}
 	rec := httptest.NewRecorder()
 	if err := st.Save(context.Background(), rec, requestWith(), typicalSession("0123456789abcdef0123456789abcdef")); err != nil {

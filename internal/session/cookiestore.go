@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/sekisho/sekisho/internal/expset"
 )
 
 // CookieStore keeps the whole session, encrypted, in the browser's
@@ -19,7 +21,7 @@ type CookieStore struct {
 	codec   *Codec
 	opts    StoreOptions
 	decoded *decodedCache
-	revoked *revokedSet
+	revoked *expset.Set
 	log     *slog.Logger
 }
 
@@ -32,7 +34,7 @@ func NewCookieStore(c *Codec, o StoreOptions) *CookieStore {
 		codec:   c,
 		opts:    o,
 		decoded: newDecodedCache(decodedCacheSize),
-		revoked: newRevokedSet(revokedSetSize, o.Now),
+		revoked: expset.New(revokedSetSize, o.Now),
 		log:     o.Logger,
 	}
 }
@@ -73,7 +75,7 @@ func (s *CookieStore) Load(_ context.Context, r *http.Request) (*Session, error)
 		return nil, err
 	}
 	// After the decoded cache, so a cached entry never outlives sign-out.
-	if s.revoked.has(sess.ID) {
+	if s.revoked.Has(sess.ID) {
 		return nil, ErrRevoked
 	}
 	return &sess, nil
@@ -122,12 +124,17 @@ func (s *CookieStore) Delete(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		return nil // nothing valid to revoke
 	}
-	if s.revoked.add(sess.ID, s.opts.end(sess)) {
+	if s.revoked.Add(sess.ID, s.opts.end(sess)) {
 		s.log.Warn("the list of signed-out sessions is full; the one closest to expiry was dropped and its cookie works again until it expires",
 			"size", revokedSetSize)
 	}
 	return nil
 }
+
+// revokedSetSize bounds the signed-out session IDs a cookie store
+// remembers (a few MB); only signed-in users add to it, one entry per
+// sign-out, each kept until the session would have expired anyway.
+const revokedSetSize = 65536
 
 // errCannotRevoke tells a back-channel logout that it has no effect here.
 var errCannotRevoke = fmt.Errorf("session: the cookie store cannot revoke sessions (use a redis:// session store): %w", errors.ErrUnsupported)

@@ -78,7 +78,7 @@ func TestCookieStoreRevocationExpires(t *testing.T) {
 	if err := st.Delete(context.Background(), httptest.NewRecorder(), requestWith(copied...)); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.revoked.n.Load(); got != 1 {
+	if got := st.revoked.Len(); got != 1 {
 		t.Fatalf("revoked entries = %d, want 1", got)
 	}
 	// Past the session's own end the cookie is refused as expired, and the
@@ -91,35 +91,7 @@ func TestCookieStoreRevocationExpires(t *testing.T) {
 	if err := st.Delete(context.Background(), httptest.NewRecorder(), requestWith()); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.revoked.n.Load(); got != 1 {
+	if got := st.revoked.Len(); got != 1 {
 		t.Errorf("revoked entries = %d after a sign-out without session, want 1", got)
-	}
-}
-
-func TestRevokedSetBounded(t *testing.T) {
-	clk := newClock()
-	s := newRevokedSet(2, clk.Now)
-	t0 := clk.Now()
-	if s.add("past", t0) {
-		t.Error("an already-expired entry evicted something")
-	}
-	if s.has("past") {
-		t.Error("an already-expired entry was added")
-	}
-	s.add("a", t0.Add(time.Hour))
-	s.add("b", t0.Add(3*time.Hour))
-	if !s.add("c", t0.Add(2*time.Hour)) {
-		t.Error("a full set of live entries did not report an eviction")
-	}
-	if s.has("a") || !s.has("b") || !s.has("c") {
-		t.Errorf("after eviction: a=%v b=%v c=%v; want the soonest-expiring (a) dropped", s.has("a"), s.has("b"), s.has("c"))
-	}
-	// Expired entries go first, without evicting live ones.
-	clk.Advance(2*time.Hour + time.Second)
-	if s.add("d", t0.Add(4*time.Hour)) {
-		t.Error("evicted a live entry while an expired one could go")
-	}
-	if !s.has("b") || !s.has("d") || s.n.Load() != 2 {
-		t.Errorf("after expiry: b=%v d=%v n=%d", s.has("b"), s.has("d"), s.n.Load())
 	}
 }
