@@ -23,7 +23,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
+	"github.com/sekisho/sekisho/internal/expset"
 	"github.com/sekisho/sekisho/internal/httperr"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/session"
@@ -62,8 +64,9 @@ type Options struct {
 	Now        func() time.Time
 
 	// Test hooks.
-	retryMin  time.Duration                     // first discovery retry delay (default 1s)
-	onRefresh func(sessionID string, err error) // after every refresh attempt
+	retryMin    time.Duration                     // first discovery retry delay (default 1s)
+	onRefresh   func(sessionID string, err error) // after every refresh attempt
+	logoutLimit *rate.Limiter                     // replaces the back-channel logout limit
 }
 
 // Service serves the login endpoints and authenticates session cookies.
@@ -88,6 +91,9 @@ type Service struct {
 	ctx       context.Context // ends background discovery and refreshes
 	flight    singleflight.Group
 	refreshed *refreshCache
+
+	logoutSeen  *expset.Set   // jti of logout tokens acted on, until they expire
+	logoutLimit *rate.Limiter // back-channel logout requests
 
 	retryMin  time.Duration
 	onRefresh func(sessionID string, err error)
@@ -175,6 +181,11 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.logoutSeen = expset.New(logoutReplayCacheSize, s.now)
+	s.logoutLimit = rate.NewLimiter(logoutRate, logoutBurst)
+	if o.logoutLimit != nil {
+		s.logoutLimit = o.logoutLimit
 	}
 
 	if len(providers) == 0 {

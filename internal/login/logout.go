@@ -20,6 +20,16 @@ const (
 	maxLogoutForm = 64 << 10
 	// logoutClockSkew tolerates an OP clock slightly ahead for "iat".
 	logoutClockSkew = time.Minute
+	// maxLogoutTokenAge is how old (by "iat") a logout token may be. A
+	// token's jti is remembered until it could no longer be accepted, so
+	// this also bounds how long a replay is refused for.
+	maxLogoutTokenAge = 10 * time.Minute
+	// logoutReplayCacheSize bounds the remembered jti values.
+	logoutReplayCacheSize = 10000
+	// Back-channel logout requests are limited (before any parsing or
+	// signature check) to this rate and burst, across all providers.
+	logoutRate  = 20
+	logoutBurst = 40
 )
 
 // logoutAlgs are the signature algorithms a logout token may use before
@@ -129,6 +139,13 @@ func (s *Service) endSessionURL(sess *session.Session, postLogout string) string
 // provider posts a signed logout token, and the sessions it names are
 // revoked in the store.
 func (s *Service) serveBackchannel(w http.ResponseWriter, r *http.Request) {
+	// The endpoint takes no credentials; the token's signature is the
+	// check, and checking costs. A flood is refused before it is read.
+	if !s.logoutLimit.Allow() {
+		w.Header().Set("Retry-After", "1")
+		logoutErrorStatus(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many logout requests; retry later")
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutForm)
 	if err := r.ParseForm(); err != nil {
 		logoutError(w, "invalid_request", "the request body is not a valid form")
@@ -140,40 +157,62 @@ func (s *Service) serveBackchannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, issuer, sid, sub, err := s.verifyLogoutToken(r, raw)
+	lt, err := s.verifyLogoutToken(r, raw)
 	if err != nil {
 		s.log.Info("back-channel logout rejected", "error", err)
 		logoutError(w, "invalid_request", "the logout token is not valid")
 		return
 	}
-	if sid != "" {
-		err = s.store.RevokeSID(ctx, issuer, sid)
+	// Section 2.6: a token whose jti was seen recently is refused, so a
+	// captured token cannot end sessions signed in after it was used.
+	replayKey := lt.issuer + "\x00" + lt.jti
+	if s.logoutSeen.Has(replayKey) {
+		s.log.Info("back-channel logout rejected", "provider", lt.p.name, "error", "logout token replayed (jti already used)")
+		logoutError(w, "invalid_request", "the logout token was already used")
+		return
+	}
+	if lt.sid != "" {
+		err = s.store.RevokeSID(ctx, lt.issuer, lt.sid)
 	} else {
-		err = s.store.RevokeSubject(ctx, issuer, sub)
+		err = s.store.RevokeSubject(ctx, lt.issuer, lt.sub)
 	}
 	if err != nil {
-		s.log.Error("back-channel logout could not revoke sessions", "provider", p.name, "error", err)
+		s.log.Error("back-channel logout could not revoke sessions", "provider", lt.p.name, "error", err)
 		logoutError(w, "logout_failed", "the sessions could not be revoked")
 		return
 	}
-	s.log.Info("back-channel logout", "provider", p.name, "by_sid", sid != "")
+	// Remembered only once it has worked, so that the provider may retry a
+	// logout that failed here; racing duplicates both revoke, which is harmless.
+	if _, evicted := s.logoutSeen.AddNew(replayKey, lt.replayUntil); evicted {
+		s.log.Warn("the back-channel logout replay cache is full; the oldest entry was dropped", "size", logoutReplayCacheSize)
+	}
+	s.log.Info("back-channel logout", "provider", lt.p.name, "by_sid", lt.sid != "")
 	w.WriteHeader(http.StatusOK)
+}
+
+// logoutToken is what a verified logout token asks for.
+type logoutToken struct {
+	p                *provider
+	issuer, sid, sub string
+	jti              string
+	replayUntil      time.Time // until when a replay must be refused
 }
 
 // verifyLogoutToken picks the provider by the token's (unverified) issuer
 // and verifies it with that provider's keys: go-oidc checks the signature,
 // iss, aud = client_id, exp, jti, the back-channel logout event, no nonce,
-// and sid or sub; the iat check is added here.
-func (s *Service) verifyLogoutToken(r *http.Request, raw string) (p *provider, issuer, sid, sub string, err error) {
+// and sid or sub; the iat checks (not in the future, not older than
+// maxLogoutTokenAge) are added here.
+func (s *Service) verifyLogoutToken(r *http.Request, raw string) (*logoutToken, error) {
 	tok, err := jwt.ParseSigned(raw, logoutAlgs)
 	if err != nil {
-		return nil, "", "", "", errors.New("malformed logout token")
+		return nil, errors.New("malformed logout token")
 	}
 	var unverified struct {
 		Issuer string `json:"iss"`
 	}
 	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
-		return nil, "", "", "", errors.New("malformed logout token claims")
+		return nil, errors.New("malformed logout token claims")
 	}
 	err = errors.New("no provider has the token's issuer")
 	for _, cand := range s.providers {
@@ -190,19 +229,35 @@ func (s *Service) verifyLogoutToken(r *http.Request, raw string) (p *provider, i
 			err = verr
 			continue
 		}
-		if lt.IssuedAt.IsZero() || lt.IssuedAt.After(s.now().Add(logoutClockSkew)) {
-			return nil, "", "", "", errors.New("logout token has no iat or is issued in the future")
+		now := s.now()
+		if lt.IssuedAt.IsZero() || lt.IssuedAt.After(now.Add(logoutClockSkew)) {
+			return nil, errors.New("logout token has no iat or is issued in the future")
 		}
-		return cand, cand.issuer, lt.SessionID, lt.Subject, nil
+		oldest := lt.IssuedAt.Add(maxLogoutTokenAge)
+		if now.After(oldest) {
+			return nil, errors.New("logout token is too old (iat more than 10 minutes ago)")
+		}
+		until := lt.Expiry
+		if oldest.Before(until) {
+			until = oldest
+		}
+		return &logoutToken{
+			p: cand, issuer: cand.issuer, sid: lt.SessionID, sub: lt.Subject, jti: lt.TokenID,
+			replayUntil: until.Add(logoutClockSkew),
+		}, nil
 	}
-	return nil, "", "", "", err
+	return nil, err
 }
 
 // logoutError answers a back-channel logout with 400 and the JSON error
 // body the specification describes.
 func logoutError(w http.ResponseWriter, code, description string) {
+	logoutErrorStatus(w, http.StatusBadRequest, code, description)
+}
+
+func logoutErrorStatus(w http.ResponseWriter, status int, code, description string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadRequest)
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 

@@ -14,6 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/time/rate"
 
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
@@ -326,5 +327,88 @@ func TestCopiedCookieRefusedAfterSignOut(t *testing.T) {
 				t.Errorf("copied cookie after sign-out: /app %d to %q, want a new login", resp.StatusCode, loc)
 			}
 		})
+	}
+}
+
+// TestBackchannelLogoutReplay: the same logout token twice — the second is
+// refused (400) and does not end a session signed in since; a token the
+// store could not act on is not remembered, so the provider may retry it.
+func TestBackchannelLogoutReplay(t *testing.T) {
+	var srv *redistest.Server
+	h := newHarness(t, setup{store: redisStore(&srv)})
+	alice := newBrowser(t)
+	h.login(alice, "/")
+	token := h.signLogout(h.logoutClaims(), nil)
+	if resp, body := postLogout(t, h, url.Values{"logout_token": {token}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first use: %d %q", resp.StatusCode, body)
+	}
+	if signedIn(t, h, alice) {
+		t.Fatal("the logout did not end the session")
+	}
+	again := newBrowser(t)
+	h.login(again, "/")
+	resp, body := postLogout(t, h, url.Values{"logout_token": {token}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "already used") {
+		t.Fatalf("replayed token: %d %q, want 400 already used", resp.StatusCode, body)
+	}
+	if !signedIn(t, h, again) {
+		t.Error("a replayed logout token ended a session signed in after it was used")
+	}
+	// A fresh token (new jti) for the same subject still works.
+	if resp, body := postLogout(t, h, url.Values{"logout_token": {h.signLogout(h.logoutClaims(), nil)}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a new token: %d %q", resp.StatusCode, body)
+	}
+
+	// Redis down: the logout fails and is not remembered; once Redis is
+	// back the provider's retry of the same token is honoured.
+	third := newBrowser(t)
+	h.login(third, "/")
+	retry := h.signLogout(h.logoutClaims(), nil)
+	srv.Stop()
+	if resp, body := postLogout(t, h, url.Values{"logout_token": {retry}}); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "logout_failed") {
+		t.Fatalf("with Redis down: %d %q, want 400 logout_failed", resp.StatusCode, body)
+	}
+	if h.svc.logoutSeen.Len() != 2 {
+		t.Errorf("replay cache holds %d tokens, want the 2 that were acted on", h.svc.logoutSeen.Len())
+	}
+}
+
+func TestBackchannelLogoutTooOld(t *testing.T) {
+	var srv *redistest.Server
+	h := newHarness(t, setup{store: redisStore(&srv)})
+	c := h.logoutClaims()
+	c["iat"] = h.clock.Now().Add(-maxLogoutTokenAge - time.Minute).Unix()
+	c["exp"] = h.clock.Now().Add(time.Hour).Unix()
+	if resp, body := postLogout(t, h, url.Values{"logout_token": {h.signLogout(c, nil)}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a token issued 11 minutes ago: %d %q, want 400", resp.StatusCode, body)
+	}
+}
+
+// TestBackchannelLogoutRateLimited: past the limit, requests are refused
+// with 429 and Retry-After before the token is even parsed; the default
+// limit is in place.
+func TestBackchannelLogoutRateLimited(t *testing.T) {
+	var srv *redistest.Server
+	h := newHarness(t, setup{store: redisStore(&srv), opts: func(o *Options) { o.logoutLimit = rate.NewLimiter(0, 3) }})
+	for i := range 3 {
+		if resp, _ := postLogout(t, h, url.Values{"logout_token": {"garbage"}}); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("request %d within the limit: %d, want 400 (bad token)", i, resp.StatusCode)
+		}
+	}
+	logged := strings.Count(h.logs.String(), "back-channel logout")
+	resp, body := postLogout(t, h, url.Values{"logout_token": {h.signLogout(h.logoutClaims(), nil)}})
+	var e struct {
+		Error string `json:"error"`
+	}
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		t.Fatalf("past the limit: %d %q (Retry-After %q), want 429 with a JSON error", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if strings.Count(h.logs.String(), "back-channel logout") != logged {
+		t.Error("a request past the limit was parsed and acted on")
+	}
+
+	d := newHarness(t, setup{})
+	if l := d.svc.logoutLimit; l.Limit() != logoutRate || l.Burst() != logoutBurst {
+		t.Errorf("default limit %v/s burst %d, want %d/s burst %d", l.Limit(), l.Burst(), logoutRate, logoutBurst)
 	}
 }
