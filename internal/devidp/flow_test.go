@@ -408,3 +408,33 @@ func TestUnknownClientAndRedirectURI(t *testing.T) {
 		})
 	}
 }
+
+// TestTOTPSingleUse: a one-time code signs in once; the same code again
+// within its window is refused like a wrong one, and the next step's code
+// works.
+func TestTOTPSingleUse(t *testing.T) {
+	f := newFixture(t)
+	code, err := totp.GenerateCode(bobTOTP, f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := f.mustStartLogin(t)
+	resp, body := f.submit(t, l, "bob@example.com", bobPassword, code)
+	f.code(t, l, resp, body)
+
+	for _, advance := range []time.Duration{0, 10 * time.Second, 30 * time.Second} {
+		f.clock.Advance(advance)
+		l := f.mustStartLogin(t)
+		if resp, body := f.submit(t, l, "bob@example.com", bobPassword, code); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, msgBadLogin) {
+			t.Fatalf("the same code again %s later: %d at %s", advance, resp.StatusCode, resp.Request.URL)
+		}
+	}
+	next, _ := totp.GenerateCode(bobTOTP, f.clock.Now().Add(30*time.Second))
+	if next == code {
+		t.Skip("the next step's code happens to equal this one")
+	}
+	f.clock.Advance(30 * time.Second)
+	l = f.mustStartLogin(t)
+	resp, body = f.submit(t, l, "bob@example.com", bobPassword, next)
+	f.code(t, l, resp, body)
+}

@@ -12,6 +12,8 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sekisho/sekisho/internal/expset"
 )
 
 // user is a compiled User: immutable after newUserDB, so read without locks.
@@ -30,17 +32,28 @@ type userDB struct {
 	// dummyHash is compared against when the email is unknown, so a wrong
 	// email costs the same bcrypt time as a wrong password.
 	dummyHash []byte
+	// usedCodes holds (user, one-time code) pairs already accepted, until
+	// the code can no longer validate, so that each code signs in once.
+	usedCodes *expset.Set
 }
+
+// usedCodesSize bounds the remembered one-time codes; each stays for
+// usedCodeTTL, so this is far more than a development provider sees.
+const usedCodesSize = 10000
+
+// usedCodeTTL is how long an accepted code could still validate: its own
+// step and the allowed skew on either side.
+var usedCodeTTL = time.Duration(totpOpts.Period) * time.Second * time.Duration(2*totpOpts.Skew+1)
 
 // totpOpts are the Google Authenticator defaults, allowing one 30 s step of
 // clock drift either way.
 var totpOpts = totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
 
-func newUserDB(ctx context.Context, users []User, log *slog.Logger) (*userDB, error) {
+func newUserDB(ctx context.Context, users []User, log *slog.Logger, now func() time.Time) (*userDB, error) {
 	if len(users) == 0 {
 		return nil, errors.New("devidp: no users configured: add at least one under builtin.users")
 	}
-	db := &userDB{byEmail: map[string]*user{}, bySub: map[string]*user{}}
+	db := &userDB{byEmail: map[string]*user{}, bySub: map[string]*user{}, usedCodes: expset.New(usedCodesSize, now)}
 	maxCost := bcrypt.MinCost
 	for i, u := range users {
 		email := strings.TrimSpace(u.Email)
@@ -120,7 +133,13 @@ func (db *userDB) authenticate(email, password, code string, now time.Time) (*us
 	if u.totpSecret == "" {
 		return u, []string{"pwd"}, true
 	}
-	if ok, err := totp.ValidateCustom(strings.TrimSpace(code), u.totpSecret, now, totpOpts); err != nil || !ok {
+	code = strings.TrimSpace(code)
+	if ok, err := totp.ValidateCustom(code, u.totpSecret, now, totpOpts); err != nil || !ok {
+		return nil, nil, false
+	}
+	// A code is single-use: one seen over someone's shoulder, or replayed
+	// from a captured form post, does not sign in a second time.
+	if fresh, _ := db.usedCodes.AddNew(u.sub+"\x00"+code, now.Add(usedCodeTTL)); !fresh {
 		return nil, nil, false
 	}
 	return u, []string{"pwd", "otp"}, true
