@@ -164,6 +164,10 @@ func TestBrowserReturnAddressStaysOnHost(t *testing.T) {
 		{"backslash", "/.sekisho/sign_in?rd=" + url.QueryEscape(`/\evil.example/`)},
 		{"userinfo", "/.sekisho/sign_in?rd=" + url.QueryEscape("http://"+g.host+"@evil.example/")},
 		{"start endpoint", "/.sekisho/start?provider=dev&rd=" + url.QueryEscape("//evil.example/")},
+		// The trap listens on the gateway's own host name, another port:
+		// another origin, so it is refused like another host.
+		{"same host, other port", "/.sekisho/sign_in?rd=" + url.QueryEscape("http://"+trap.Listener.Addr().String()+"/")},
+		{"same host, other port, start", "/.sekisho/start?provider=dev&rd=" + url.QueryEscape("http://"+trap.Listener.Addr().String()+"/")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := newTab(t, browser)
