@@ -52,8 +52,9 @@ type Store interface {
 	// Save writes s and sets the cookies that point to it on w, replacing
 	// (and clearing leftover chunks of) any previous session cookie.
 	Save(ctx context.Context, w http.ResponseWriter, r *http.Request, s *Session) error
-	// Delete removes the request's session (server-side when there is one)
-	// and clears every session cookie chunk on w.
+	// Delete removes the request's session (server-side when there is one,
+	// else on the cookie store's revocation list, so a copy of the cookie
+	// stops working) and clears every session cookie chunk on w.
 	Delete(ctx context.Context, w http.ResponseWriter, r *http.Request) error
 	// RevokeSID revokes every session of the given issuer and OIDC sid
 	// (back-channel logout); RevokeSubject every session of a subject when
