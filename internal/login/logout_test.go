@@ -412,3 +412,34 @@ func TestBackchannelLogoutRateLimited(t *testing.T) {
 		t.Errorf("default limit %v/s burst %d, want %d/s burst %d", l.Limit(), l.Burst(), logoutRate, logoutBurst)
 	}
 }
+
+// TestSignOutAcrossGateways: two gateways share one Redis (and the session
+// key); a cookie copied from one to the other works there until the user
+// signs out on the first, then it does not.
+func TestSignOutAcrossGateways(t *testing.T) {
+	srv := redistest.Start(t)
+	shared := func(t *testing.T, c *session.Codec, now func() time.Time) session.Store {
+		st, err := session.NewRedisStore(t.Context(), srv.URL(), c, session.StoreOptions{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	a := newHarness(t, setup{store: shared})
+	b := newHarness(t, setup{store: shared})
+	user := newBrowser(t)
+	a.login(user, "/")
+	thief := newBrowser(t)
+	thief.jar.SetCookies(mustParse(t, b.gw.URL), user.jar.Cookies(mustParse(t, a.gw.URL)))
+	if resp, body := do(t, thief.noFollow(), http.MethodGet, b.gw.URL+"/.sekisho/userinfo", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the copied cookie on the second gateway before sign-out: %d %q", resp.StatusCode, body)
+	}
+	resp, _ := do(t, user.noFollow(), http.MethodPost, a.gw.URL+"/.sekisho/sign_out", url.Values{}, "Origin", a.gw.URL)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, thief.noFollow(), http.MethodGet, b.gw.URL+"/.sekisho/userinfo", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the copied cookie on the second gateway after sign-out: %d, want 401", resp.StatusCode)
+	}
+}
