@@ -51,7 +51,10 @@ func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken,
 // firstKeysWait is how long a request waits for an issuer whose keys have
 // never been fetched (just after start). Once an issuer has keys, requests
 // never wait for the network: an unknown kid fails at once with 401 and
-// only schedules a background refresh.
+// only schedules background refreshes (see refresh.go). Not even a fetch
+// already in flight is waited for: a JWKS that lags behind its issuer
+// usually answers that fetch with the old keys, and a wait would let
+// every request with a made-up kid hold a connection for its length.
 const firstKeysWait = 2 * time.Second
 
 // Options tunes the authenticator; the zero value is ready for production.
@@ -59,12 +62,17 @@ type Options struct {
 	// HTTPClient fetches discovery documents and JWKS; default
 	// http.DefaultClient. Each fetch is bounded to 10s.
 	HTTPClient *http.Client
-	// RefreshInterval is the longest time keys go without a refresh; a
-	// shorter Cache-Control max-age on the JWKS wins. Default 10m.
+	// RefreshInterval is the time between regular refreshes when the JWKS
+	// response has no Cache-Control max-age (or says no-store or
+	// no-cache); a max-age sets it instead, clamped to 1m..24h. Default 10m.
 	RefreshInterval time.Duration
-	// MinRefreshGap limits refreshes caused by unknown kids (and is the
-	// floor for any refresh interval). Default 30s.
-	MinRefreshGap time.Duration
+	// KIDRetryMin is the first backoff step of the refreshes an unknown kid
+	// schedules; each fetch that does not find the kid doubles it, up to
+	// KIDRetryMax. Default 1s.
+	KIDRetryMin time.Duration
+	// KIDRetryMax caps that backoff: it bounds what made-up kids can cost
+	// the issuer to one fetch per KIDRetryMax. Default 30s.
+	KIDRetryMax time.Duration
 	// CacheSize bounds the verified-token cache; default 10000 entries.
 	CacheSize int
 	// MaxTokenBytes rejects larger tokens before any parsing; default 16 KiB.
@@ -72,11 +80,20 @@ type Options struct {
 	// Logger receives key refresh events; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for exp, nbf, iat and cache expiry; default
-	// time.Now. Refresh scheduling always uses the real clock.
+	// time.Now. Refresh scheduling uses the real clock.
 	Now func() time.Time
+	// OnUnknownKID is called for every token refused because its issuer's
+	// keys have no key with its kid (metrics). It runs on the request path
+	// and must be cheap.
+	OnUnknownKID func(issuer string)
+	// OnKeyRefresh is called after every JWKS fetch attempt with its result:
+	// "updated", "unchanged" or "failed" (metrics).
+	OnKeyRefresh func(issuer, result string)
 
 	// onRefresh is called after every fetch attempt (tests synchronize on it).
 	onRefresh func(issuer string, err error)
+	// clock schedules refreshes; default the real clock (tests replace it).
+	clock clock
 }
 
 // Authenticator verifies bearer JWTs against a fixed set of issuers. It is
@@ -89,9 +106,13 @@ type Authenticator struct {
 	log             *slog.Logger
 	now             func() time.Time
 	refreshInterval time.Duration
-	minRefreshGap   time.Duration
+	kidRetryMin     time.Duration
+	kidRetryMax     time.Duration
 	maxTokenBytes   int
 	onRefresh       func(string, error)
+	onUnknownKID    func(string)
+	onKeyRefresh    func(string, string)
+	clock           clock
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -105,7 +126,7 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 	if len(issuers) == 0 {
 		return nil, errors.New("jwt: at least one issuer is required")
 	}
-	if opts.RefreshInterval < 0 || opts.MinRefreshGap < 0 || opts.CacheSize < 0 || opts.MaxTokenBytes < 0 {
+	if opts.RefreshInterval < 0 || opts.KIDRetryMin < 0 || opts.KIDRetryMax < 0 || opts.CacheSize < 0 || opts.MaxTokenBytes < 0 {
 		return nil, errors.New("jwt: options must not be negative")
 	}
 	a := &Authenticator{
@@ -115,9 +136,19 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 		log:             opts.Logger,
 		now:             opts.Now,
 		refreshInterval: orDefault(opts.RefreshInterval, 10*time.Minute),
-		minRefreshGap:   orDefault(opts.MinRefreshGap, 30*time.Second),
+		kidRetryMin:     orDefault(opts.KIDRetryMin, time.Second),
+		kidRetryMax:     orDefault(opts.KIDRetryMax, 30*time.Second),
 		maxTokenBytes:   orDefault(opts.MaxTokenBytes, 16<<10),
 		onRefresh:       opts.onRefresh,
+		onUnknownKID:    opts.OnUnknownKID,
+		onKeyRefresh:    opts.OnKeyRefresh,
+		clock:           opts.clock,
+	}
+	if a.kidRetryMin > a.kidRetryMax || a.kidRetryMax > maxRegular {
+		return nil, fmt.Errorf("jwt: need KIDRetryMin (%s) <= KIDRetryMax (%s) <= %s", a.kidRetryMin, a.kidRetryMax, maxRegular)
+	}
+	if a.clock == nil {
+		a.clock = realClock{}
 	}
 	if a.client == nil {
 		a.client = http.DefaultClient
@@ -271,7 +302,12 @@ func (a *Authenticator) verifySignature(ctx context.Context, iss *issuer, tok *j
 	}
 	candidates := ks.candidates(h.KeyID, alg)
 	if len(candidates) == 0 {
-		a.requestRefresh(iss)
+		// A kid the set has, with an algorithm its keys do not fit, is
+		// not a rotation: only a missing kid (or a kid-less token no key
+		// fits) asks the refresh goroutine to look again.
+		if h.KeyID == "" || len(ks.byKID[h.KeyID]) == 0 {
+			a.unknownKID(iss, h.KeyID)
+		}
 		return nil, errUnknownKey
 	}
 	for _, k := range candidates {
@@ -285,7 +321,10 @@ func (a *Authenticator) verifySignature(ctx context.Context, iss *issuer, tok *j
 // awaitFirstKeys waits, at most firstKeysWait, for an issuer that has never
 // had keys (start-up, or an issuer that was down at start).
 func (a *Authenticator) awaitFirstKeys(ctx context.Context, iss *issuer) *keySet {
-	a.requestRefresh(iss)
+	select {
+	case iss.kick <- "": // ask for a fetch now, within the backoff bound
+	default:
+	}
 	t := time.NewTimer(firstKeysWait)
 	defer t.Stop()
 	select {

@@ -115,7 +115,7 @@ func TestRejects(t *testing.T) {
 			c.Rules = []identity.Rule{{Expr: "claims.sub != 'blocked'", Message: "subject is blocked"}}
 		}),
 		issuerConfig(other, func(c *IssuerConfig) { c.Algorithms = []string{"ES256"} }),
-	}, Options{MaxTokenBytes: 4096, MinRefreshGap: time.Hour})
+	}, Options{MaxTokenBytes: 4096, KIDRetryMin: time.Hour, KIDRetryMax: time.Hour})
 	h.mustRefreshOK(t)
 	h.mustRefreshOK(t)
 
@@ -337,46 +337,6 @@ func TestUnknownKidFailsFast(t *testing.T) {
 	}
 }
 
-func TestUnknownKidRefreshIsRateLimited(t *testing.T) {
-	t.Run("requestRefresh", func(t *testing.T) {
-		for _, tt := range []struct {
-			gap      time.Duration
-			wantKick int
-		}{{time.Hour, 0}, {time.Nanosecond, 1}} {
-			a := &Authenticator{minRefreshGap: tt.gap}
-			iss := &issuer{kick: make(chan struct{}, 1)}
-			for range 5 {
-				a.requestRefresh(iss)
-			}
-			if len(iss.kick) != 1 {
-				t.Fatalf("gap %s: first requests queued %d kicks, want 1", tt.gap, len(iss.kick))
-			}
-			<-iss.kick
-			// Force a measurable gap without waiting: pretend the last kick was 1ms ago.
-			iss.lastKick.Store(time.Now().Add(-time.Millisecond).UnixNano())
-			a.requestRefresh(iss)
-			if len(iss.kick) != tt.wantKick {
-				t.Errorf("gap %s: kick 1ms after the last: queued %d, want %d", tt.gap, len(iss.kick), tt.wantKick)
-			}
-		}
-	})
-	t.Run("end to end", func(t *testing.T) {
-		ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
-		h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{MinRefreshGap: time.Hour})
-		h.mustRefreshOK(t)
-		for i := range 20 {
-			tok := jwttest.Sign(t, jwttest.NewKey(t, "made-up-"+string(rune('a'+i)), jose.ES256), ti.Claims(t0))
-			_, err := h.Authenticate(context.Background(), tok)
-			wantInvalid(t, err, "unknown signing key", tok)
-		}
-		h.mustRefreshOK(t)
-		h.Close()
-		if n := ti.JWKSHits(); n != 2 {
-			t.Errorf("JWKS fetched %d times for 20 unknown kids, want 2 (start + one refresh)", n)
-		}
-	})
-}
-
 // TestIssuerDown: when the issuer becomes unreachable the last good keys
 // stay in use, and an unknown kid is a plain 401.
 func TestIssuerDown(t *testing.T) {
@@ -451,17 +411,6 @@ func TestIssuerNeverReachable(t *testing.T) {
 	}
 }
 
-func TestCacheMaxAgeBoundsRefresh(t *testing.T) {
-	ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
-	ti.SetCacheControl("public, max-age=1")
-	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{RefreshInterval: time.Hour})
-	h.mustRefreshOK(t)
-	h.mustRefreshOK(t) // without any kick: max-age=1 brought the refresh forward from 1h
-	if n := ti.JWKSHits(); n < 2 {
-		t.Errorf("JWKS hits = %d", n)
-	}
-}
-
 func TestCacheMaxAge(t *testing.T) {
 	tests := []struct {
 		header string
@@ -471,11 +420,18 @@ func TestCacheMaxAge(t *testing.T) {
 		{"public", -1},
 		{"public, max-age=300", 300 * time.Second},
 		{"Max-Age=60, must-revalidate", 60 * time.Second},
-		{"no-store", 0},
-		{"no-cache, max-age=60", 0},
+		{`max-age="120"`, 120 * time.Second},
+		{"max-age=60, max-age=600", 60 * time.Second}, // the first counts
+		{"s-maxage=600", -1},                          // for shared caches only
+		{"max-age=0", 0},
+		{"no-store", -1},
+		{"no-cache, max-age=60", -1},
+		{"max-age=60, no-cache", -1},
 		{"max-age=abc", -1},
 		{"max-age=-5", -1},
-		{"max-age=99999999999", 24 * time.Hour},
+		{"max-age=+5", -1},
+		{"max-age=", -1},
+		{"max-age=99999999999999999999999", maxDelta},
 	}
 	for _, tt := range tests {
 		if got := cacheMaxAge(tt.header); got != tt.want {
@@ -488,17 +444,17 @@ func TestCacheMaxAge(t *testing.T) {
 // key set, so cached verifications survive routine refreshes.
 func TestUnchangedKeysKeepCache(t *testing.T) {
 	ti := newIssuerWith(t, jwttest.NewKey(t, "k1", jose.ES256))
-	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{})
+	h := newHarness(t, []IssuerConfig{issuerConfig(ti)}, Options{clock: newFakeClock()})
 	h.mustRefreshOK(t)
 	iss := h.issuers[ti.URL]
 	before := iss.keys.Load()
-	h.requestRefresh(iss)
+	h.fake.AdvanceTo(h.nextArmed(t)) // the regular refresh
 	h.mustRefreshOK(t)
 	if iss.keys.Load() != before {
 		t.Error("identical JWKS replaced the key set")
 	}
 	ti.Publish(jwttest.NewKey(t, "k2", jose.ES256))
-	h.requestRefresh(iss)
+	h.fake.AdvanceTo(h.nextArmed(t))
 	h.mustRefreshOK(t)
 	if iss.keys.Load() == before {
 		t.Error("changed JWKS did not replace the key set")
@@ -652,7 +608,9 @@ func TestCloseStopsRefresh(t *testing.T) {
 	h.mustRefreshOK(t)
 	h.Close() // returns only once the refresh goroutines have ended
 	hits := ti.JWKSHits()
-	h.requestRefresh(h.issuers[ti.URL])
+	tok := jwttest.Sign(t, jwttest.NewKey(t, "k2", jose.ES256), ti.Claims(t0))
+	_, err := h.Authenticate(context.Background(), tok) // would start a refresh sequence
+	wantInvalid(t, err, "unknown signing key", tok)
 	select {
 	case ev := <-h.events:
 		t.Fatalf("refresh after Close: %+v", ev)

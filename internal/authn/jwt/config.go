@@ -78,8 +78,7 @@ type issuer struct {
 	keys      atomic.Pointer[keySet] // nil until the first successful fetch
 	ready     chan struct{}          // closed on the first successful fetch
 	readyOnce sync.Once
-	kick      chan struct{} // asks the refresh loop for an early fetch
-	lastKick  atomic.Int64  // unix nanos of the last accepted kick
+	kick      chan string // unknown kids, for the refresh goroutine
 }
 
 func compileIssuer(c IssuerConfig) (*issuer, error) {
@@ -91,7 +90,7 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 		skew:    c.ClockSkew,
 		jwksURL: c.JWKSURL,
 		ready:   make(chan struct{}),
-		kick:    make(chan struct{}, 1),
+		kick:    make(chan string, kickQueue),
 	}
 	if iss.skew < 0 {
 		return nil, fmt.Errorf("clock_skew %s must not be negative", c.ClockSkew)

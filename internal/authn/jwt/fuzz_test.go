@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 )
@@ -19,7 +20,7 @@ import (
 func FuzzAuthenticate(f *testing.F) {
 	ti := jwttest.NewIssuer(f)
 	key := ti.Key() // RS256 "k1"
-	h := newHarness(f, []IssuerConfig{issuerConfig(ti)}, Options{MaxTokenBytes: 8192, MinRefreshGap: 1 << 62})
+	h := newHarness(f, []IssuerConfig{issuerConfig(ti)}, Options{MaxTokenBytes: 8192, KIDRetryMin: time.Hour, KIDRetryMax: time.Hour})
 	h.mustRefreshOK(f)
 	valid := jwttest.Sign(f, key, ti.Claims(t0))
 	parts := strings.Split(valid, ".")

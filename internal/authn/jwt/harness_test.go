@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,10 +35,12 @@ type refreshEvent struct {
 }
 
 // harness is an Authenticator wired to a test clock, a captured log and a
-// channel of refresh events.
+// channel of refresh events. Refreshes are scheduled on the real clock
+// unless the test passes a fakeClock as Options.clock.
 type harness struct {
 	*Authenticator
 	clock  *testClock
+	fake   *fakeClock // nil unless the test gave one
 	events chan refreshEvent
 	logs   *testutil.SyncBuffer
 }
@@ -53,11 +56,15 @@ func newHarness(t testing.TB, cfgs []IssuerConfig, opts Options) *harness {
 		default:
 		}
 	}
+	h.fake, _ = opts.clock.(*fakeClock)
 	if opts.RefreshInterval == 0 {
 		opts.RefreshInterval = time.Hour // refreshes in tests happen when the test asks
 	}
-	if opts.MinRefreshGap == 0 {
-		opts.MinRefreshGap = time.Nanosecond
+	if opts.KIDRetryMin == 0 {
+		opts.KIDRetryMin = 5 * time.Millisecond // unknown kids refetch almost at once
+	}
+	if opts.KIDRetryMax == 0 {
+		opts.KIDRetryMax = max(opts.KIDRetryMin, 40*time.Millisecond)
 	}
 	a, err := New(context.Background(), cfgs, opts)
 	if err != nil {
@@ -123,4 +130,113 @@ func newIssuerWith(t testing.TB, keys ...*jwttest.Key) *jwttest.Issuer {
 	ti.Unpublish(ti.Key().Kid)
 	ti.Publish(keys...)
 	return ti
+}
+
+// fakeClock is a refresh-schedule clock that moves only when the test
+// advances it. Every Reset reports its deadline on armed. The refresh
+// goroutine resets its timer once after each kid it is handed and once
+// after each fetch (before the onRefresh event), so a test knows exactly
+// when it has caught up, without sleeping.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+	armed  chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: t0, armed: make(chan time.Time, 10000)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// NewTimer is not reported on armed: the refresh goroutine creates its one
+// timer at start, before the first fetch.
+func (c *fakeClock) NewTimer(d time.Duration) timer {
+	t := &fakeTimer{clk: c, c: make(chan time.Time, 1)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timers = append(c.timers, t)
+	t.at, t.active = c.now.Add(d), true
+	t.fireIfDue(c.now)
+	return t
+}
+
+// Advance moves the clock forward and fires the timers that came due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for _, t := range c.timers {
+		t.fireIfDue(c.now)
+	}
+}
+
+// AdvanceTo moves the clock to at (never backwards).
+func (c *fakeClock) AdvanceTo(at time.Time) {
+	if d := at.Sub(c.Now()); d > 0 {
+		c.Advance(d)
+	}
+}
+
+type fakeTimer struct {
+	clk    *fakeClock
+	c      chan time.Time
+	at     time.Time
+	active bool
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.c }
+
+// Reset behaves like time.Timer.Reset since Go 1.23: a tick not yet
+// received is discarded.
+func (t *fakeTimer) Reset(d time.Duration) {
+	c := t.clk
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-t.c:
+	default:
+	}
+	t.at, t.active = c.now.Add(d), true
+	t.fireIfDue(c.now)
+	select {
+	case c.armed <- t.at:
+	default:
+		panic("fakeClock: armed channel full; the test does not drain it")
+	}
+}
+
+func (t *fakeTimer) Stop() {
+	t.clk.mu.Lock()
+	defer t.clk.mu.Unlock()
+	t.active = false
+}
+
+// fireIfDue runs with clk.mu held.
+func (t *fakeTimer) fireIfDue(now time.Time) {
+	if t.active && !now.Before(t.at) {
+		t.active = false
+		select {
+		case t.c <- now:
+		default:
+		}
+	}
+}
+
+// nextArmed waits for the refresh goroutine to arm its timer and returns
+// the deadline.
+func (h *harness) nextArmed(t testing.TB) time.Time {
+	t.Helper()
+	select {
+	case at := <-h.fake.armed:
+		return at
+	case <-time.After(10 * time.Second):
+		t.Fatal("refresh goroutine armed no timer within 10s")
+		return time.Time{}
+	}
 }

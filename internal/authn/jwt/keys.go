@@ -39,6 +39,8 @@ const (
 type keySet struct {
 	byKID map[string][]jose.JSONWebKey
 	all   []jose.JSONWebKey
+	// kids holds the hash of every kid, for the refresh schedule.
+	kids map[kidHash]struct{}
 	// fingerprint is the sorted (kid, alg, use, thumbprint) list.
 	fingerprint string
 }
@@ -46,7 +48,7 @@ type keySet struct {
 // newKeySet keeps the public signature keys of a JWKS: symmetric keys,
 // encryption keys and unknown types are dropped.
 func newKeySet(set jose.JSONWebKeySet) (*keySet, error) {
-	ks := &keySet{byKID: make(map[string][]jose.JSONWebKey)}
+	ks := &keySet{byKID: make(map[string][]jose.JSONWebKey), kids: make(map[kidHash]struct{})}
 	var prints []string
 	for _, k := range set.Keys {
 		if k.Use != "" && k.Use != "sig" {
@@ -64,6 +66,7 @@ func newKeySet(set jose.JSONWebKeySet) (*keySet, error) {
 		}
 		ks.all = append(ks.all, pub)
 		ks.byKID[pub.KeyID] = append(ks.byKID[pub.KeyID], pub)
+		ks.kids[hashKID(pub.KeyID)] = struct{}{}
 		prints = append(prints, strconv.Quote(pub.KeyID)+" "+pub.Algorithm+" "+pub.Use+" "+hex.EncodeToString(tp))
 	}
 	if len(ks.all) == 0 {
@@ -119,8 +122,9 @@ func keyFits(k jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 }
 
 // fetchKeys downloads the issuer's JWKS, discovering its URL first when it
-// is not configured. maxAge is the Cache-Control max-age, or -1 if absent.
-func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet, maxAge time.Duration, err error) {
+// is not configured. lifetime is how long the response stays fresh by its
+// Cache-Control and Age headers, or -1 when they do not say.
+func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet, lifetime time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	if iss.jwksURL == "" {
@@ -151,7 +155,7 @@ func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet,
 	if err != nil {
 		return nil, -1, fmt.Errorf("JWKS %s: %w", iss.jwksURL, err)
 	}
-	return ks, cacheMaxAge(resp.Header.Get("Cache-Control")), nil
+	return ks, freshness(resp.Header), nil
 }
 
 // discover reads jwks_uri from the issuer's OIDC discovery document using
@@ -173,85 +177,60 @@ func (a *Authenticator) discover(ctx context.Context, issuerURL string) (string,
 	return meta.JWKSURL, nil
 }
 
-// cacheMaxAge returns the max-age of a Cache-Control value, 0 for no-store
-// or no-cache, and -1 when the header says nothing about lifetime.
-func cacheMaxAge(cc string) time.Duration {
-	for _, d := range strings.Split(cc, ",") {
-		d = strings.ToLower(strings.TrimSpace(d))
-		if d == "no-store" || d == "no-cache" {
-			return 0
+// freshness is the remaining lifetime of a JWKS response by RFC 9111: the
+// first Cache-Control max-age (s-maxage is for shared caches, which this is
+// not) minus the Age a cache in front of the issuer added. It is -1 when
+// the response gives no lifetime or forbids reuse (no-store, no-cache): the
+// caller then uses its default interval. The headers come from the network,
+// so anything malformed counts as absent.
+func freshness(h http.Header) time.Duration {
+	maxAge := cacheMaxAge(strings.Join(h.Values("Cache-Control"), ","))
+	if maxAge < 0 {
+		return -1
+	}
+	if age := h.Get("Age"); age != "" {
+		if secs, ok := deltaSeconds(age); ok {
+			return max(maxAge-secs, 0)
 		}
-		if v, ok := strings.CutPrefix(d, "max-age="); ok {
-			secs, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || secs < 0 {
+	}
+	return maxAge
+}
+
+// cacheMaxAge returns the first max-age of a Cache-Control value, or -1
+// when there is none or the value says no-store or no-cache.
+func cacheMaxAge(cc string) time.Duration {
+	maxAge := time.Duration(-1)
+	for d := range strings.SplitSeq(cc, ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), "=")
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "no-store", "no-cache":
+			return -1
+		case "max-age":
+			if maxAge >= 0 {
+				continue // the first occurrence counts
+			}
+			secs, ok := deltaSeconds(strings.Trim(strings.TrimSpace(value), `"`))
+			if !ok {
 				return -1
 			}
-			return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+			maxAge = secs
 		}
 	}
-	return -1
+	return maxAge
 }
 
-// refreshLoop keeps the issuer's keys current until ctx ends: it fetches at
-// once, then again before the keys' cache lifetime (or RefreshInterval)
-// runs out, retries failures with backoff, and fetches early when kicked
-// by an unknown kid. A failed fetch never removes keys: the last good set
-// stays in use.
-func (a *Authenticator) refreshLoop(ctx context.Context, iss *issuer) {
-	delay := time.Duration(0)
-	backoff := retryMin
-	for {
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-iss.kick:
-			t.Stop()
-		}
-		ks, maxAge, err := a.fetchKeys(ctx, iss)
-		if err != nil {
-			delay = backoff
-			backoff = min(backoff*2, retryMax)
-			if ctx.Err() == nil {
-				a.log.Warn("jwt issuer keys not refreshed; last good keys stay in use",
-					"issuer", iss.name, "error", err, "retry_in", delay, "have_keys", iss.keys.Load() != nil)
-			}
-		} else {
-			backoff = retryMin
-			delay = a.refreshInterval
-			if maxAge >= 0 && maxAge < delay {
-				delay = maxAge
-			}
-			delay = max(delay, a.minRefreshGap)
-			a.install(iss, ks)
-		}
-		if a.onRefresh != nil {
-			a.onRefresh(iss.name, err)
-		}
-	}
-}
+// maxDelta caps delta-seconds values; RFC 9111 section 1.2.2 allows treating
+// anything larger as this much (and the refresh clamps far lower anyway).
+const maxDelta = time.Duration(1<<31-1) * time.Second
 
-// install swaps in ks unless it has the same keys as the current set.
-func (a *Authenticator) install(iss *issuer, ks *keySet) {
-	if old := iss.keys.Load(); old == nil || old.fingerprint != ks.fingerprint {
-		iss.keys.Store(ks)
-		a.log.Info("jwt issuer keys updated", "issuer", iss.name, "keys", len(ks.all))
+// deltaSeconds parses a non-negative decimal number of seconds.
+func deltaSeconds(v string) (time.Duration, bool) {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, false
 	}
-	iss.readyOnce.Do(func() { close(iss.ready) })
-}
-
-// requestRefresh asks for an early fetch, at most once per minRefreshGap,
-// so that a stream of tokens with made-up kids cannot hammer the issuer.
-func (a *Authenticator) requestRefresh(iss *issuer) {
-	now := time.Now().UnixNano()
-	last := iss.lastKick.Load()
-	if now-last < int64(a.minRefreshGap) || !iss.lastKick.CompareAndSwap(last, now) {
-		return
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || secs > int64(maxDelta/time.Second) {
+		return maxDelta, true // only overflow is left: all digits
 	}
-	select {
-	case iss.kick <- struct{}{}:
-	default:
-	}
+	return time.Duration(secs) * time.Second, true
 }
