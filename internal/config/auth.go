@@ -44,7 +44,12 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		if prev != nil && prev.Authn != nil && prev.Authn.JWT != nil && reflect.DeepEqual(prev.File.JWT, f.JWT) && prev.jwtFiles == s.jwtFiles && prev.ownJWT.Load() {
 			chain.JWT = prev.Authn.JWT // ownership moves in takeOver
 		} else {
-			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{HTTPClient: c.opts.HTTPClient, Logger: c.opts.Logger})
+			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{
+				HTTPClient:   c.opts.HTTPClient,
+				Logger:       c.opts.Logger,
+				OnUnknownKID: c.opts.OnJWTUnknownKID,
+				OnKeyRefresh: c.opts.OnJWKSRefresh,
+			})
 			if err != nil {
 				c.addf([]any{"jwt"}, "%v", err)
 			} else {

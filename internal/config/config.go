@@ -43,6 +43,10 @@ type Options struct {
 	Logger *slog.Logger
 	// OnUpstreamError is called by the proxy stage (metrics).
 	OnUpstreamError func(route, backend, kind string)
+	// OnJWTUnknownKID and OnJWKSRefresh are called by the JWT verifier
+	// (metrics): see jwtauth.Options.
+	OnJWTUnknownKID func(issuer string)
+	OnJWKSRefresh   func(issuer, result string)
 	// Previous is the snapshot being replaced, if any. Parts whose
 	// configuration did not change (the JWT verifier with its fetched keys
 	// and verified-token cache, the assertion key) are carried over instead

@@ -83,7 +83,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	bootLog := slog.New(slog.NewJSONHandler(opts.LogOutput, nil))
 	inst := &Instance{Metrics: telemetry.NewMetrics(), opts: opts, log: bootLog}
-	inst.cfgOpts = config.Options{Logger: bootLog, OnUpstreamError: inst.Metrics.UpstreamError}
+	inst.cfgOpts = config.Options{
+		Logger:          bootLog,
+		OnUpstreamError: inst.Metrics.UpstreamError,
+		OnJWTUnknownKID: inst.Metrics.JWTUnknownKID,
+		OnJWKSRefresh:   inst.Metrics.JWKSRefresh,
+	}
 
 	// The log settings are read first so that everything built from the
 	// config logs in the configured format.

@@ -23,6 +23,8 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	generation     prometheus.Gauge
 	lastReload     prometheus.Gauge
+	unknownKID     *prometheus.CounterVec
+	jwksRefreshes  *prometheus.CounterVec
 }
 
 // NewMetrics registers the gateway's series in a new registry, together with
@@ -56,8 +58,17 @@ func NewMetrics() *Metrics {
 			Name: "sekisho_config_last_success_timestamp_seconds",
 			Help: "When the snapshot in use was loaded.",
 		}),
+		unknownKID: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_jwt_unknown_kid_total",
+			Help: "Bearer JWTs refused because their issuer's keys have no key with their kid, by issuer. Each schedules a bounded JWKS refresh.",
+		}, []string{"issuer"}),
+		jwksRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_jwks_refreshes_total",
+			Help: "JWKS fetches, by issuer and result (updated, unchanged, failed).",
+		}, []string{"issuer", "result"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.reloads, m.generation, m.lastReload,
+		m.unknownKID, m.jwksRefreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
@@ -101,6 +112,17 @@ func (m *Metrics) Reload(ok bool, generation uint64) {
 	m.reloads.WithLabelValues("success").Inc()
 	m.generation.Set(float64(generation))
 	m.lastReload.SetToCurrentTime()
+}
+
+// JWTUnknownKID records a bearer JWT refused for a kid its issuer's keys
+// lack. The issuer label is bounded: only configured issuers get this far.
+func (m *Metrics) JWTUnknownKID(issuer string) {
+	m.unknownKID.WithLabelValues(issuer).Inc()
+}
+
+// JWKSRefresh records a JWKS fetch and its result.
+func (m *Metrics) JWKSRefresh(issuer, result string) {
+	m.jwksRefreshes.WithLabelValues(issuer, result).Inc()
 }
 
 // Handler serves the registry in the Prometheus exposition format.
