@@ -80,3 +80,18 @@ func BenchmarkAuthenticateFirstSeen(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuthenticateUnknownKID measures the refusal of a token whose kid
+// the keys lack: parse, count, hand the kid to the refresh goroutine. A
+// flood of made-up kids costs this much per request.
+func BenchmarkAuthenticateUnknownKID(b *testing.B) {
+	h, ti, _ := benchHarness(b, jose.ES256)
+	tok := jwttest.Sign(b, jwttest.NewKey(b, "unknown", jose.ES256), ti.Claims(t0))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.Authenticate(ctx, tok); err == nil {
+			b.Fatal("accepted")
+		}
+	}
+}
