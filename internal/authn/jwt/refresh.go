@@ -19,11 +19,12 @@ import (
 //     of either kind. A fetch that finds a kid it looked for resets the
 //     backoff; one that finds nothing doubles it; the sequence ends after a
 //     fetch at the cap finds nothing, and its kids are not looked for again
-//     for kidForget. A new kid while the backoff is high waits for the current
-//     step: made-up kids can never make fetches more frequent than one per
-//     step, so a flood of them costs the issuer one fetch per KIDRetryMax.
-//     The step falls back to KIDRetryMin only after kidQuiet without an
-//     unknown-kid fetch, or when a fetch finds a kid.
+//     for 20 × KIDRetryMax (10 min). A new kid while the backoff is high
+//     waits for the current step: made-up kids can never make fetches more
+//     frequent than one per step, so a flood of them costs the issuer one
+//     fetch per KIDRetryMax. The step falls back to KIDRetryMin only after
+//     4 × KIDRetryMax (2 min) without an unknown-kid fetch, or when a fetch
+//     finds a kid it looked for.
 //
 // Requests never wait for either schedule: an unknown kid is refused at once
 // and only hands the kid to the refresh goroutine (a non-blocking send).
