@@ -471,7 +471,7 @@ func TestCompileErrors(t *testing.T) {
 		{name: "path double slash", allow: []Rule{{Paths: []string{"/a//b"}}}, want: []string{"must be canonical"}},
 		{name: "path encoded", allow: []Rule{{Paths: []string{"/a%2Fb"}}}, want: []string{"canonical (decoded)"}},
 		{name: "path query", allow: []Rule{{Paths: []string{"/a?x=1"}}}, want: []string{"without query"}},
-		{name: "method", allow: []Rule{{Methods: []string{"GET /"}}}, want: []string{"letters only"}},
+		{name: "method", allow: []Rule{{Methods: []string{"GET /"}}}, want: []string{"is not an HTTP method"}},
 		{name: "claim no name", allow: []Rule{{Claims: []ClaimMatch{{Equals: "x"}}}}, want: []string{"allow[0].claims[0]: claim name is empty"}},
 		{name: "claim both", allow: []Rule{{Claims: []ClaimMatch{{Claim: "a", Equals: "x", Contains: "y"}}}}, want: []string{"exactly one of equals and contains"}},
 		{name: "claim neither", allow: []Rule{{Claims: []ClaimMatch{{Claim: "a"}}}}, want: []string{"exactly one of equals and contains"}},

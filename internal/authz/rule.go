@@ -9,6 +9,7 @@ import (
 	"cel.dev/cel-go/cel"
 
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/normalize"
 )
 
 // ClaimMatch tests one top-level claim of the identity. Exactly one of
@@ -56,8 +57,10 @@ type Rule struct {
 	Issuers []string `yaml:"issuers"`
 	// Claims must all hold (AND, like every other field).
 	Claims []ClaimMatch `yaml:"claims"`
-	// Methods match the request method ASCII case-insensitively, so that a
-	// deny on DELETE also catches "delete".
+	// Methods match the request method by the one rule of
+	// normalize.Method: both are upper-cased, so a deny on DELETE also
+	// catches "delete", and an extension method (PROPFIND) is compared the
+	// same way.
 	Methods []string `yaml:"methods"`
 	// Paths are prefixes of the canonical request path on segment
 	// boundaries: /admin matches /admin and /admin/x but not /administrator.
@@ -78,7 +81,7 @@ type rule struct {
 	reason     string // Decision.Reason when the rule matches
 	failClosed string // Decision.Reason when a deny rule matches on an undecided condition
 
-	methods []string // lower-case
+	methods []string // canonical (normalize.Method)
 	paths   []string // without trailing slash, except "/"
 	emails  []string // lower-case
 	domains []string // lower-case
@@ -111,7 +114,7 @@ type result struct {
 // fails an allow rule and is taken to hold in a deny rule: both fail closed.
 func (r *rule) eval(in *input) result {
 	req := in.req
-	if r.methods != nil && !containsFold(r.methods, req.Method) {
+	if r.methods != nil && !contains(r.methods, req.Method) {
 		return result{cond: "methods", why: "request method not listed"}
 	}
 	if r.paths != nil && !underAny(r.paths, req.Path) {
@@ -391,13 +394,14 @@ func compileClaim(i int, cm ClaimMatch) (claimMatch, error) {
 	return c, nil
 }
 
+// checkMethod compiles a method to the canonical form the request method
+// is compared in (the engine canonicalizes it the same way).
 func checkMethod(m string) (string, error) {
-	for _, c := range []byte(m) {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
-			return "", fmt.Errorf("method %q: letters only", m)
-		}
+	c, _, ok := normalize.Method(m)
+	if !ok {
+		return "", fmt.Errorf("method %q is not an HTTP method (a token such as GET or PROPFIND)", m)
 	}
-	return lowerASCII(m), nil
+	return c, nil
 }
 
 // checkPath accepts only canonical paths, the form the request path is

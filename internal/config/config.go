@@ -68,7 +68,8 @@ type Snapshot struct {
 	Routes *route.Table[*CompiledRoute]
 	// Trust says whose X-Forwarded-* headers are believed.
 	Trust *normalize.Trust
-	// Strip lists the identity headers removed from every inbound request.
+	// Strip lists the identity and method-override headers removed from
+	// every inbound request (an applied override is put back).
 	Strip *normalize.HeaderSet
 	// Hidden is Strip plus the credential header: names route conditions
 	// and policies never look at, since a client controls their values.
@@ -116,6 +117,14 @@ type CompiledRoute struct {
 	API bool
 	// AllowPathParams accepts ';' in the path (matrix parameters).
 	AllowPathParams bool
+	// AllowExtensionMethods accepts methods other than the standard ones;
+	// without it they are refused (400), so an unusual method cannot reach
+	// an upstream that might treat it as a standard one.
+	AllowExtensionMethods bool
+	// AllowMethodOverride decides a POST with one method-override header
+	// as the overriding method (see engine.Evaluate); without it override
+	// headers are stripped before forwarding.
+	AllowMethodOverride bool
 	// Upstream forwards the request; nil for decision-only routes.
 	Upstream http.Handler
 	// Upgrades are the protocol names (lower case) a request may ask to
@@ -361,7 +370,9 @@ func (c *compiler) compile(f *File) *Snapshot {
 		c.addf([]any{"trusted_proxies"}, "%v", err)
 	}
 	s.Trust = trust
-	s.Strip = normalize.DefaultIdentityHeaders()
+	// Method-override headers are stripped like identity headers (and so
+	// hidden from policies), except on routes that decide on them.
+	s.Strip = normalize.DefaultIdentityHeaders().With(normalize.MethodOverrideHeaders...)
 	c.compileAuth(s, f)
 	c.compileLogin(s, f)
 	if s.Auth != nil && s.Authn != nil {
@@ -390,10 +401,11 @@ func (c *compiler) compile(f *File) *Snapshot {
 		}
 		for name := range r.Match.Headers {
 			if s.Hidden.Matches(name) {
-				c.addf(append(at, "match", "headers", name), "%s is an identity or credential header a client can forge (sekisho strips or consumes it); a route cannot match on it", name)
+				c.addf(append(at, "match", "headers", name), "%s is an identity, credential or method-override header a client can forge (sekisho strips or consumes it); a route cannot match on it", name)
 			}
 		}
-		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API, AllowPathParams: r.AllowPathParams}
+		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API, AllowPathParams: r.AllowPathParams,
+			AllowExtensionMethods: r.AllowExtensionMethods, AllowMethodOverride: r.AllowMethodOverride}
 		compiled.Upgrades = c.upgrades(r, at)
 		c.compilePolicy(env, r, compiled, at)
 		compiled.Upstream = c.pool(s, r, at)

@@ -192,6 +192,14 @@ type Route struct {
 	API   bool         `yaml:"api"`
 	Allow []authz.Rule `yaml:"allow"`
 	Deny  []authz.Rule `yaml:"deny"`
+
+	// AllowExtensionMethods accepts methods other than the standard nine
+	// (WebDAV's PROPFIND, for example); they get 400 elsewhere.
+	AllowExtensionMethods bool `yaml:"allow_extension_methods"`
+	// AllowMethodOverride decides a POST carrying X-HTTP-Method-Override
+	// (or a spelling of it) as the overriding method and forwards the
+	// header; elsewhere override headers are stripped.
+	AllowMethodOverride bool `yaml:"allow_method_override"`
 }
 
 // UpstreamTLS configures the TLS client side towards a route's https

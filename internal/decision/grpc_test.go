@@ -44,7 +44,7 @@ func TestGRPCAllow(t *testing.T) {
 		}
 	}
 	remove := slices.Sorted(slices.Values(ok.GetHeadersToRemove()))
-	if want := []string{"authorization", "x-forwarded_email", "x-sekisho-assertion"}; !slices.Equal(remove, want) {
+	if want := []string{"authorization", "x-forwarded_email", "x-http-method", "x-http-method-override", "x-method-override", "x-sekisho-assertion"}; !slices.Equal(remove, want) {
 		t.Errorf("headers_to_remove = %q, want %q", remove, want)
 	}
 

@@ -47,6 +47,29 @@ routes:
     match: {path_prefix: /ro, methods: [GET, HEAD]}
     to: builtin:echo
     allow: [{groups: [dev]}]
+  - name: board-admin
+    match: {path_prefix: /board, methods: [POST, PUT, PATCH, DELETE]}
+    to: builtin:echo
+    allow: [{groups: [admin]}]
+  - name: board
+    match: {path_prefix: /board}
+    to: builtin:echo
+    public: true
+  - name: dav
+    match: {path_prefix: /dav}
+    to: builtin:echo
+    allow_extension_methods: true
+    allow: [{groups: [dev]}]
+  - name: forms-delete
+    match: {path_prefix: /forms, methods: [DELETE]}
+    to: builtin:echo
+    allow_method_override: true
+    allow: [{groups: [admin]}]
+  - name: forms
+    match: {path_prefix: /forms}
+    to: builtin:echo
+    allow_method_override: true
+    allow: [{groups: [dev], methods: [GET, POST, PUT]}, {groups: [admin]}]
   - name: pass
     match: {path_prefix: /pass}
     to: builtin:echo

@@ -135,7 +135,7 @@ func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *diale
 		httperr.Write(w, r, http.StatusServiceUnavailable, "sekisho is starting.")
 		return
 	}
-	d := &described{}
+	d := &described{keepsHeaders: dl.headersToRemove == ""}
 	if msg, ok := dl.describe(r, d); !ok {
 		s.log.InfoContext(r.Context(), "decision request does not describe a request",
 			"dialect", dl.name, "peer", addrString(peer), "request_id", info.ID, "problem", msg)

@@ -128,6 +128,7 @@ func example(t *testing.T, name string, swap ...string) string {
 
 // seenRequest is what the upstream app received.
 type seenRequest struct {
+	Method  string      `json:"method"`
 	URI     string      `json:"uri"`
 	Headers http.Header `json:"headers"`
 }
@@ -145,7 +146,7 @@ func newRecordingApp(t *testing.T) *recordingApp {
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.hits.Add(1)
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(seenRequest{URI: r.RequestURI, Headers: r.Header})
+		_ = json.NewEncoder(w).Encode(seenRequest{Method: r.Method, URI: r.RequestURI, Headers: r.Header})
 	}))
 	t.Cleanup(a.srv.Close)
 	return a

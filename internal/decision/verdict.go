@@ -11,6 +11,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/engine"
+	"github.com/sekisho/sekisho/internal/normalize"
 )
 
 // described is the original request as a proxy described it, in the form
@@ -21,6 +22,9 @@ type described struct {
 	url      url.URL
 	scheme   string
 	clientIP netip.Addr
+	// keepsHeaders: the proxy cannot drop request headers on sekisho's word
+	// (nginx, forward-auth), so what must be stripped is refused instead.
+	keepsHeaders bool
 	// cookies receives the session cookie updates the engine writes
 	// (activity, refreshed tokens), for the proxy to relay to the browser.
 	cookies headerRecorder
@@ -71,10 +75,13 @@ type verdict struct {
 // decide runs the engine on d and works out the answer, exactly as the
 // gateway would for the same request.
 func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described) verdict {
-	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, ResponseWriter: &d.cookies})
+	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, ResponseWriter: &d.cookies, HeadersReachUpstream: d.keepsHeaders})
 	v := verdict{res: res, status: res.Outcome.Status(), cookies: d.cookies.h["Set-Cookie"]}
 	if res.Outcome == engine.Allowed {
 		v.set, v.remove = upstreamChanges(snap, &res, d.req.Header)
+		if !d.keepsHeaders && res.OverrideHeader == "" {
+			v.remove = withOverrideHeaders(v.remove)
+		}
 		return v
 	}
 	v.challenge = res.Challenge(snap.Realm)
@@ -113,6 +120,9 @@ func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (
 		snap.Authn.RemoveCredential(after, res.Source)
 	}
 	snap.Strip.Strip(after.Header)
+	if res.OverrideHeader != "" {
+		after.Header[res.OverrideHeader] = []string{res.Method} // decided on: kept, canonical
+	}
 	snap.Authn.RemoveSessionCookies(after)
 	for k, vs := range set {
 		after.Header[k] = vs
@@ -128,6 +138,19 @@ func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (
 		}
 	}
 	return set, remove
+}
+
+// withOverrideHeaders adds the method-override headers to remove. Envoy
+// sends the authorization service only the headers its filter is told to
+// (allowed_headers), so sekisho may never see an override a client sent;
+// naming them always makes Envoy drop them whatever the filter forwards.
+func withOverrideHeaders(remove []string) []string {
+	for _, name := range normalize.MethodOverrideHeaders {
+		if !slices.ContainsFunc(remove, func(r string) bool { return strings.EqualFold(r, name) }) {
+			remove = append(remove, name)
+		}
+	}
+	return remove
 }
 
 // logDecision writes one line per decision: denials at info (an operator

@@ -31,6 +31,11 @@ type Options struct {
 	// ResponseWriter receives session cookie updates (activity, refreshed
 	// tokens); nil drops them.
 	ResponseWriter http.ResponseWriter
+	// HeadersReachUpstream says the caller cannot remove request headers
+	// before the upstream sees them (nginx auth_request, forward-auth): a
+	// method-override header on a route that does not allow overrides is
+	// then refused instead of stripped, since the upstream would apply it.
+	HeadersReachUpstream bool
 }
 
 // Outcome classifies a result.
@@ -82,14 +87,32 @@ type Result struct {
 	Source   authn.Source
 	Decision authz.Decision
 	Steps    []authz.Step
+
+	// Method is the canonical method the request was decided as: the
+	// request's own, or the method-override value on a route that allows
+	// overrides.
+	Method string
+	// OverrideHeader names the method-override header the decision applied
+	// ("" when none): it is forwarded, with Method as its value, while
+	// every other override header is stripped.
+	OverrideHeader string
 }
 
 // Evaluate runs the shared pipeline on r, which describes the original
 // request: Method, Host, RequestURI (the request-target as sent), Header.
+// It sets r.Method to the canonical method (normalize.Method), so that what
+// is forwarded is what was decided.
 func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Options) Result {
 	var res Result
 
 	// normalize
+	method, ext, ok := normalize.Method(r.Method)
+	if !ok {
+		res.Outcome, res.Message = BadRequest, "The request method is not a valid HTTP method."
+		res.Reason = res.Message
+		return res
+	}
+	r.Method, res.Method = method, method
 	path, err := normalize.Request(r)
 	if err != nil {
 		res.Outcome = BadRequest
@@ -107,13 +130,24 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	res.Host = host
 
 	// route
-	rt, name, ok := snap.Routes.Match(host, path.Path, r.Method, r.Header)
+	rt, name, ok := snap.Routes.Match(host, path.Path, method, r.Header)
 	if !ok {
 		res.Outcome, res.Message = NotFound, "No route serves this address."
 		res.Reason = "no route matched"
 		return res
 	}
 	res.Route, res.RouteName = rt, name
+	if rt.AllowMethodOverride || o.HeadersReachUpstream {
+		if ext, ok = methodOverride(snap, r, &res, ext); !ok {
+			return res
+		}
+		rt, name = res.Route, res.RouteName
+	}
+	if ext && !rt.AllowExtensionMethods {
+		res.Outcome, res.Message = BadRequest, "This route accepts only the standard HTTP methods (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT)."
+		res.Reason = "extension method " + res.Method + " on a route without allow_extension_methods"
+		return res
+	}
 	if path.EncodedSlash && !rt.AllowEncodedSlash {
 		res.Outcome, res.Message = BadRequest, "Encoded slashes are not allowed on this route."
 		res.Reason = res.Message
@@ -160,7 +194,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	res.Identity = id
 
 	// authorize
-	req := authz.Request{Method: r.Method, Host: host, Path: path.Path, Query: rawQuery(r), Headers: r.Header, ClientIP: o.ClientIP, Route: name, Hidden: snap.Hidden}
+	req := authz.Request{Method: res.Method, Host: host, Path: path.Path, Query: rawQuery(r), Headers: r.Header, ClientIP: o.ClientIP, Route: name, Hidden: snap.Hidden}
 	if o.Explain {
 		res.Decision, res.Steps = rt.Policy.Explain(id, &req)
 	} else {
@@ -180,6 +214,49 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 // HeaderSetter receives headers: an http.Header, or the gateway's
 // reqinfo.Headers, which the proxy stage applies after hop-by-hop removal.
 type HeaderSetter interface{ Set(name, value string) }
+
+// methodOverride handles method-override headers once the request's route
+// is known. On a route that allows overrides, a POST with exactly one
+// well-formed override value is decided as the overriding method: routing
+// is redone with it, and the route it lands on must allow overrides too,
+// since its upstream is the one that applies the header. On other routes
+// the headers are stripped before forwarding; Evaluate only calls this for
+// them when the caller cannot strip (Options.HeadersReachUpstream), and
+// they are refused. It returns whether the decided method is an extension
+// method; ok is false, with res filled in, when the request is refused.
+func methodOverride(snap *config.Snapshot, r *http.Request, res *Result, ext bool) (isExt, ok bool) {
+	header, value, n := normalize.MethodOverride(r.Header)
+	refuse := func(msg string) (bool, bool) {
+		res.Outcome, res.Message, res.Reason = BadRequest, msg, msg
+		return false, false
+	}
+	switch {
+	case n == 0:
+		return ext, true
+	case !res.Route.AllowMethodOverride:
+		return refuse("Method-override headers (X-HTTP-Method-Override and its spellings) are not accepted on this route.")
+	case n > 1:
+		return refuse("The request carries more than one method-override header value.")
+	case res.Method != http.MethodPost:
+		return refuse("A method override is only accepted on a POST request.")
+	}
+	method, ext, ok := normalize.Method(value)
+	if !ok {
+		return refuse("The method-override header does not name an HTTP method.")
+	}
+	rt, name, found := snap.Routes.Match(res.Host, res.Path.Path, method, r.Header)
+	res.Method, res.OverrideHeader = method, header
+	if !found {
+		res.Outcome, res.Message = NotFound, "No route serves this address."
+		res.Reason = "no route matched the overriding method " + method
+		return false, false
+	}
+	res.Route, res.RouteName = rt, name
+	if !rt.AllowMethodOverride {
+		return refuse("The route for the overriding method does not accept method overrides.")
+	}
+	return ext, true
+}
 
 // SetIdentityHeaders sets the identity headers and, when configured, the
 // signed assertion (audience: the route) that tell an upstream who called.

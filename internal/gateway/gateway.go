@@ -72,6 +72,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// sekisho's own endpoints (login, the built-in provider, assertion keys)
 	// answer before routing, on the canonical path: any path with a "/."
 	// may canonicalize into them ("//.sekisho/...", "/a/../.sekisho/...").
+	// They compare methods too, so they get the canonical one ("post" is
+	// POST), as engine.Evaluate would give it.
 	if strings.Contains(r.URL.Path, "/.") && g.ownEndpoint(rec, r, snap, info) {
 		return
 	}
@@ -93,6 +95,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// forward
 	snap.Strip.Strip(r.Header)
+	if res.OverrideHeader != "" {
+		// The override the decision was made on goes upstream, canonical;
+		// Strip removed it with every other override header.
+		r.Header[res.OverrideHeader] = []string{res.Method}
+	}
 	snap.Authn.RemoveSessionCookies(r)
 	if id != nil {
 		// Recorded, not set: the proxy sets them after removing the
@@ -134,6 +141,9 @@ func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *conf
 	p, err := normalize.Request(r)
 	if err != nil || !strings.HasPrefix(p.Path, "/.") {
 		return false // the pipeline answers (400 for a bad path)
+	}
+	if m, _, ok := normalize.Method(r.Method); ok {
+		r.Method = m
 	}
 	// The handlers below dispatch on r.URL: give them the canonical path.
 	normalize.SetURL(r.URL, p)

@@ -9,7 +9,9 @@ import (
 // Match returns the value and name of the rule that serves a request, with
 // ok false when no rule does. host must be lower-case without a port and
 // path canonical, as the normalize stage leaves them; a path that does not
-// start with '/' matches nothing. Match does not allocate.
+// start with '/' matches nothing. method must be canonical
+// (normalize.Method): it is compared exactly with the rules' methods,
+// which are compiled by the same rule. Match does not allocate.
 func (t *Table[T]) Match(host, path, method string, h http.Header) (value T, name string, ok bool) {
 	if path == "" || path[0] != '/' {
 		return value, "", false

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/sekisho/sekisho/internal/normalize"
 )
 
 // HeaderMatch is one header condition. Value and Regex are exclusive; with
@@ -384,12 +386,14 @@ func checkPath(p string) error {
 func compileMethods(methods []string) ([]string, error) {
 	var out []string
 	for _, m := range methods {
-		m = strings.ToUpper(m)
-		if !httpguts.ValidHeaderFieldName(m) { // a method is an HTTP token
+		// The same rule the engine canonicalizes request methods by, so
+		// that Match can compare exactly.
+		c, _, ok := normalize.Method(m)
+		if !ok {
 			return nil, fmt.Errorf("method %q is not a valid HTTP method", m)
 		}
-		if !slices.Contains(out, m) {
-			out = append(out, m)
+		if !slices.Contains(out, c) {
+			out = append(out, c)
 		}
 	}
 	slices.Sort(out)
