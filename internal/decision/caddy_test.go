@@ -16,22 +16,9 @@ func TestCaddyForwardAuth(t *testing.T) {
 	f := newFixture(t, Config{}, loginConfig)
 	f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return &fakeLogin{} })
 	app := newRecordingApp(t)
-	listen, logFile := startCaddy(t, bin, f, app)
 
-	runProxyCases(t, listen, app, proxyCases(f, proxyStatus{badPath: 400, noRoute: 404, hopIdentity: 400}))
-	if t.Failed() {
-		log, _ := os.ReadFile(logFile)
-		t.Logf("caddy log:\n%s", log)
-	}
-}
-
-// startCaddy runs the real Caddy with examples/integrations/Caddyfile,
-// asking f and proxying to app, until the test ends; it returns Caddy's
-// address and log file.
-func startCaddy(t *testing.T, bin string, f *fixture, app *recordingApp) (listen, logFile string) {
-	t.Helper()
 	dir := t.TempDir()
-	listen = freeAddr(t)
+	listen := freeAddr(t)
 	_, port, _ := strings.Cut(listen, ":")
 	conf := example(t, "Caddyfile",
 		"http://:8000", "http://:"+port,
@@ -46,7 +33,13 @@ func startCaddy(t *testing.T, bin string, f *fixture, app *recordingApp) (listen
 	t.Setenv("HOME", dir)
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
-	logFile = filepath.Join(dir, "caddy.log")
+	logFile := filepath.Join(dir, "caddy.log")
 	startServer(t, listen, logFile, bin, "run", "--config", confFile, "--adapter", "caddyfile")
-	return listen, logFile
+
+	runProxyCases(t, listen, app, proxyCases(f, proxyStatus{badPath: 400, noRoute: 404, hopIdentity: 400}))
+	runMethodCases(t, listen, app, methodProxyCases(f, "caddy"))
+	if t.Failed() {
+		log, _ := os.ReadFile(logFile)
+		t.Logf("caddy log:\n%s", log)
+	}
 }

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/gateway"
 )
@@ -186,39 +184,58 @@ func keptOverride(c overrideCase, status int) string {
 	return v
 }
 
-// TestMethodCaseThroughCaddy runs the method-case bypass and the override
-// cases through the real Caddy with examples/integrations/Caddyfile: Caddy
-// passes any method, in any case, to forward_auth as X-Forwarded-Method.
-func TestMethodCaseThroughCaddy(t *testing.T) {
-	bin := findBinary(t, "caddy")
-	f := newFixture(t, Config{}, loginConfig)
-	f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return &fakeLogin{} })
-	app := newRecordingApp(t)
-	listen, logFile := startCaddy(t, bin, f, app)
-	tk := f.tokens
+// methodProxyCase is one request through a real proxy with a method or
+// method-override header to decide on.
+type methodProxyCase struct {
+	name   string
+	method string
+	target string
+	hdr    []string
+	status int
+	// appMethod is what the app receives, in any case ("" for nothing);
+	// appOverride the X-HTTP-Method-Override it receives.
+	appMethod, appOverride string
+}
 
-	for _, c := range []struct {
-		name       string
-		method     string
-		target     string
-		hdr        []string
-		status     int
-		appMethod  string // what the app receives, any case ("" for nothing)
-		appOverrid string // the override header the app receives
-	}{
-		{"delete without credentials", "delete", "/board/x", nil, 401, "", ""},
-		{"Delete by a non-admin", "Delete", "/board/x", bearer(tk.dev), 403, "", ""},
-		{"dElEtE by a non-admin", "dElEtE", "/board/x", bearer(tk.dev), 403, "", ""},
-		{"delete by an admin", "delete", "/board/x", bearer(tk.admin), 200, "DELETE", ""},
-		{"get on the public route", "get", "/board/x", nil, 200, "GET", ""},
-		{"extension method without the opt-in", "PROPFIND", "/board/x", nil, 400, "", ""},
-		{"override where the route does not allow it", "GET", "/board/x", []string{"X-HTTP-Method-Override", "DELETE"}, 400, "", ""},
+// methodProxyCases are the method-case bypass and the override cases for
+// a real proxy ("caddy" or "nginx"). Caddy passes any method, in any case,
+// to forward_auth as X-Forwarded-Method; nginx refuses lower-case methods
+// itself. Both copy a client's override header into the decision request.
+func methodProxyCases(f *fixture, proxy string) []methodProxyCase {
+	tk := f.tokens
+	refused := func(s int) int { // what the proxy answers for a sekisho 400
+		if proxy == "nginx" {
+			return 403
+		}
+		return s
+	}
+	lower := func(s int) int { // what the proxy answers for a lower-case method
+		if proxy == "nginx" {
+			return 400
+		}
+		return s
+	}
+	return []methodProxyCase{
+		{"delete without credentials", "delete", "/board/x", nil, lower(401), "", ""},
+		{"Delete by a non-admin", "Delete", "/board/x", bearer(tk.dev), lower(403), "", ""},
+		{"dElEtE by a non-admin", "dElEtE", "/board/x", bearer(tk.dev), lower(403), "", ""},
+		{"DELETE without credentials", "DELETE", "/board/x", nil, 401, "", ""},
+		{"GET on the public route", "GET", "/board/x", nil, 200, "GET", ""},
+		{"extension method without the opt-in", "PROPFIND", "/board/x", nil, refused(400), "", ""},
+		{"override where the route does not allow it", "GET", "/board/x", []string{"X-HTTP-Method-Override", "DELETE"}, refused(400), "", ""},
 		{"override DELETE decided as DELETE", "POST", "/forms/x", append(bearer(tk.dev), "X-HTTP-Method-Override", "DELETE"), 403, "", ""},
 		{"override DELETE by an admin", "POST", "/forms/x", append(bearer(tk.admin), "X-HTTP-Method-Override", "DELETE"), 200, "POST", "DELETE"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
+	}
+}
+
+// runMethodCases drives each case through the proxy at addr and checks the
+// status and that refused requests never reached the app.
+func runMethodCases(t *testing.T, addr string, app *recordingApp, cases []methodProxyCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run("method/"+c.name, func(t *testing.T) {
 			before := app.hits.Load()
-			resp, body := raw(t, listen, c.method, c.target, append([]string{"Host", "gw.test"}, c.hdr...)...)
+			resp, body := raw(t, addr, c.method, c.target, append([]string{"Host", "gw.test"}, c.hdr...)...)
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d\n%s", resp.StatusCode, c.status, body)
 			}
@@ -235,13 +252,9 @@ func TestMethodCaseThroughCaddy(t *testing.T) {
 			if !strings.EqualFold(seen.Method, c.appMethod) {
 				t.Errorf("the app received method %q, want %q", seen.Method, c.appMethod)
 			}
-			if got := seen.Headers.Get("X-Http-Method-Override"); got != c.appOverrid {
-				t.Errorf("the app received X-HTTP-Method-Override %q, want %q", got, c.appOverrid)
+			if got := seen.Headers.Get("X-Http-Method-Override"); got != c.appOverride {
+				t.Errorf("the app received X-HTTP-Method-Override %q, want %q", got, c.appOverride)
 			}
 		})
-	}
-	if t.Failed() {
-		log, _ := os.ReadFile(logFile)
-		t.Logf("caddy log:\n%s", log)
 	}
 }

@@ -39,6 +39,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	startServer(t, listen, filepath.Join(dir, "stdout.log"), bin, "-p", dir, "-c", confFile, "-e", errLog, "-g", global)
 
 	runProxyCases(t, listen, app, proxyCases(f, proxyStatus{canonical: true, badPath: 403, noRoute: 403, hopIdentity: 200}))
+	runMethodCases(t, listen, app, methodProxyCases(f, "nginx"))
 	if t.Failed() {
 		log, _ := os.ReadFile(errLog)
 		t.Logf("nginx error log:\n%s", log)
