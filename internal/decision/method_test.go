@@ -225,6 +225,8 @@ func methodProxyCases(f *fixture, proxy string) []methodProxyCase {
 		{"override where the route does not allow it", "GET", "/board/x", []string{"X-HTTP-Method-Override", "DELETE"}, refused(400), "", ""},
 		{"override DELETE decided as DELETE", "POST", "/forms/x", append(bearer(tk.dev), "X-HTTP-Method-Override", "DELETE"), 403, "", ""},
 		{"override DELETE by an admin", "POST", "/forms/x", append(bearer(tk.admin), "X-HTTP-Method-Override", "DELETE"), 200, "POST", "DELETE"},
+		{"a _method parameter without the opt-in", "POST", "/board/x?_method=GET", bearer(tk.admin), refused(400), "", ""},
+		{"a _method parameter decided as DELETE", "POST", "/forms/x?_method=DELETE", bearer(tk.dev), 403, "", ""},
 	}
 }
 

@@ -93,8 +93,9 @@ type Result struct {
 	// overrides.
 	Method string
 	// OverrideHeader names the method-override header the decision applied
-	// ("" when none): it is forwarded, with Method as its value, while
-	// every other override header is stripped.
+	// ("" when none, or when the override was a `_method` query parameter,
+	// which is forwarded as it came): it is forwarded, with Method as its
+	// value, while every other override header is stripped.
 	OverrideHeader string
 }
 
@@ -137,8 +138,8 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 		return res
 	}
 	res.Route, res.RouteName = rt, name
-	if rt.AllowMethodOverride || o.HeadersReachUpstream {
-		if ext, ok = methodOverride(snap, r, &res, ext); !ok {
+	if rt.AllowMethodOverride || o.HeadersReachUpstream || (method == http.MethodPost && rawQuery(r) != "") {
+		if ext, ok = methodOverride(snap, r, &res, ext, o.HeadersReachUpstream); !ok {
 			return res
 		}
 		rt, name = res.Route, res.RouteName
@@ -215,34 +216,48 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 // reqinfo.Headers, which the proxy stage applies after hop-by-hop removal.
 type HeaderSetter interface{ Set(name, value string) }
 
-// methodOverride handles method-override headers once the request's route
-// is known. On a route that allows overrides, a POST with exactly one
-// well-formed override value is decided as the overriding method: routing
-// is redone with it, and the route it lands on must allow overrides too,
-// since its upstream is the one that applies the header. On other routes
-// the headers are stripped before forwarding; Evaluate only calls this for
-// them when the caller cannot strip (Options.HeadersReachUpstream), and
-// they are refused. It returns whether the decided method is an extension
-// method; ok is false, with res filled in, when the request is refused.
-func methodOverride(snap *config.Snapshot, r *http.Request, res *Result, ext bool) (isExt, ok bool) {
-	header, value, n := normalize.MethodOverride(r.Header)
+// methodOverride handles method overrides once the request's route is
+// known: the override headers, and a `_method` query parameter on a POST
+// (which the gateway forwards untouched). On a route that allows overrides,
+// a POST with exactly one well-formed override is decided as the overriding
+// method: routing is redone with it, and the route it lands on must allow
+// overrides too, since its upstream is the one that applies it. On other
+// routes override headers are stripped before forwarding, or refused when
+// the caller cannot strip them (keeps, Options.HeadersReachUpstream), and
+// a `_method` parameter on a POST is refused. It returns whether the
+// decided method is an extension method; ok is false, with res filled in,
+// when the request is refused.
+func methodOverride(snap *config.Snapshot, r *http.Request, res *Result, ext, keeps bool) (isExt, ok bool) {
+	var header, value string
+	var headers, params int
+	if res.Route.AllowMethodOverride || keeps {
+		header, value, headers = normalize.MethodOverride(r.Header)
+	}
+	if res.Method == http.MethodPost {
+		var v string
+		if v, params = normalize.QueryMethodOverride(rawQuery(r)); headers == 0 {
+			value = v
+		}
+	}
 	refuse := func(msg string) (bool, bool) {
 		res.Outcome, res.Message, res.Reason = BadRequest, msg, msg
 		return false, false
 	}
 	switch {
-	case n == 0:
+	case headers+params == 0:
 		return ext, true
-	case !res.Route.AllowMethodOverride:
+	case !res.Route.AllowMethodOverride && headers > 0:
 		return refuse("Method-override headers (X-HTTP-Method-Override and its spellings) are not accepted on this route.")
-	case n > 1:
-		return refuse("The request carries more than one method-override header value.")
+	case !res.Route.AllowMethodOverride:
+		return refuse("A _method query parameter (a method override) is not accepted on a POST to this route.")
+	case headers+params > 1:
+		return refuse("The request carries more than one method override.")
 	case res.Method != http.MethodPost:
 		return refuse("A method override is only accepted on a POST request.")
 	}
 	method, ext, ok := normalize.Method(value)
 	if !ok {
-		return refuse("The method-override header does not name an HTTP method.")
+		return refuse("The method override does not name an HTTP method.")
 	}
 	rt, name, found := snap.Routes.Match(res.Host, res.Path.Path, method, r.Header)
 	res.Method, res.OverrideHeader = method, header

@@ -56,6 +56,10 @@ routes:
 		{"an override to an allowed method", "POST", "/x", "put", false, Allowed, "POST", "PUT", "cel"},
 		{"stripped where it cannot matter", "GET", "/open", "DELETE", false, Allowed, "GET", "GET", "open"},
 		{"refused where it cannot be stripped", "GET", "/open", "DELETE", true, BadRequest, "GET", "GET", "open"},
+		{"a _method parameter is decided on", "POST", "/x?_method=delete", "", false, Forbidden, "POST", "DELETE", "writes"},
+		{"a _method parameter is refused without the opt-in", "POST", "/open?_method=DELETE", "", false, BadRequest, "POST", "POST", "open"},
+		{"a _method parameter on GET is no override", "GET", "/open?_method=DELETE", "", false, Allowed, "GET", "GET", "open"},
+		{"a header and a parameter are two overrides", "POST", "/x?_method=PUT", "PUT", false, BadRequest, "POST", "POST", "cel"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", tt.path, nil)

@@ -157,6 +157,11 @@ func TestMethodCaseCannotReachALaxerRoute(t *testing.T) {
 		{"an override on GET", "GET", "/forms/x", with(admin, "X-HTTP-Method-Override", "DELETE"), 400, "", "", "only accepted on a POST"},
 		{"an override to an extension method", "POST", "/forms/x", with(admin, "X-HTTP-Method-Override", "PROPFIND"), 400, "", "", "standard HTTP methods"},
 		{"an override leading to a route without the opt-in", "POST", "/half/x", with("", "X-HTTP-Method-Override", "DELETE"), 400, "", "", "does not accept method overrides"},
+		{"a _method parameter without the opt-in", "POST", "/board/x?_method=GET", with(admin), 400, "", "", "_method"},
+		{"a _method parameter decided as DELETE", "POST", "/forms/x?_method=DELETE", with(dev), 403, "", "", ""},
+		{"a PHP spelling of _method", "POST", "/forms/x?.method=DELETE", with(dev), 403, "", "", ""},
+		{"a _method parameter by an admin", "POST", "/forms/x?_method=DELETE", with(admin), 200, "POST", "", ""},
+		{"a _method parameter and a header", "POST", "/forms/x?_method=PUT", with(admin, "X-HTTP-Method-Override", "PUT"), 400, "", "", "more than one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -85,4 +86,46 @@ func MethodOverride(h http.Header) (name, value string, n int) {
 		n += len(vs)
 	}
 	return name, value, n
+}
+
+// QueryMethodOverride finds `_method` parameters in a raw query string:
+// Laravel and Symfony (and Spring's HiddenHttpMethodFilter) run a POST
+// with ?_method=DELETE as DELETE. Names match the way PHP reads them:
+// percent-decoded, '+' as space, leading spaces dropped, and ' ', '.' or
+// '[' as the leading '_'; the rest in any case. n is how many there are,
+// value the first one's decoded value ("" when it does not decode).
+func QueryMethodOverride(rawQuery string) (value string, n int) {
+	for q := rawQuery; q != ""; {
+		var part string
+		part, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(part, "=")
+		if !isMethodParam(k) {
+			continue
+		}
+		if n == 0 {
+			value, _ = url.QueryUnescape(v) // "" when malformed: not a method
+		}
+		n++
+	}
+	return value, n
+}
+
+// isMethodParam reports whether a raw query parameter name reads as
+// `_method`.
+func isMethodParam(k string) bool {
+	if len(k) < len("_method") {
+		return false
+	}
+	if strings.ContainsAny(k, "%+") {
+		d, err := url.QueryUnescape(k)
+		if err != nil {
+			return false
+		}
+		k = d
+	}
+	k = strings.TrimLeft(k, " ")
+	if len(k) != len("_method") || strings.IndexByte("_ .[", k[0]) < 0 {
+		return false
+	}
+	return strings.EqualFold(k[1:], "method")
 }

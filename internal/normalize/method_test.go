@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -126,4 +127,65 @@ func TestMethodOverride(t *testing.T) {
 			t.Errorf("%s: MethodOverride = %q, %q, %d; want %q, %q, %d", tt.name, header, value, n, tt.header, tt.value, tt.n)
 		}
 	}
+}
+
+var queryOverrideCases = []struct {
+	query string
+	value string
+	n     int
+}{
+	{"", "", 0},
+	{"a=1&b=2", "", 0},
+	{"_method=DELETE", "DELETE", 1},
+	{"a=1&_method=delete&b=2", "delete", 1},
+	{"_METHOD=PUT", "PUT", 1},
+	{"%5Fmethod=DELETE", "DELETE", 1},
+	{"_%6Dethod=DELETE", "DELETE", 1},
+	{".method=DELETE", "DELETE", 1},   // PHP reads '.' as '_'
+	{"+.method=DELETE", "DELETE", 1},  // and drops leading spaces
+	{"[method=DELETE", "DELETE", 1},   // and reads '[' as '_' when unbalanced
+	{"_method=%44ELETE", "DELETE", 1}, // the value is decoded
+	{"_method=%ZZ", "", 1},            // a malformed value is no method
+	{"_method=PUT&_method=DELETE", "PUT", 2},
+	{"method=DELETE", "", 0},
+	{"x_method=DELETE", "", 0},
+	{"_methods=DELETE", "", 0},
+	{"_method", "", 1},
+	{"%ZZmethod=DELETE", "", 0},
+}
+
+func TestQueryMethodOverride(t *testing.T) {
+	for _, tt := range queryOverrideCases {
+		if value, n := QueryMethodOverride(tt.query); value != tt.value || n != tt.n {
+			t.Errorf("QueryMethodOverride(%q) = %q, %d; want %q, %d", tt.query, value, n, tt.value, tt.n)
+		}
+	}
+}
+
+func FuzzQueryMethodOverride(f *testing.F) {
+	for _, tt := range queryOverrideCases {
+		f.Add(tt.query)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		value, n := QueryMethodOverride(q)
+		if n < 0 || n > strings.Count(q, "&")+1 || (n == 0 && value != "") {
+			t.Fatalf("QueryMethodOverride(%q) = %q, %d", q, value, n)
+		}
+		// Every parameter found reads as _method the way PHP reads names.
+		found := 0
+		for _, part := range strings.Split(q, "&") {
+			k, _, _ := strings.Cut(part, "=")
+			d, err := url.QueryUnescape(k)
+			if err != nil {
+				continue
+			}
+			d = strings.TrimLeft(d, " ")
+			if len(d) == 7 && strings.ContainsRune("_ .[", rune(d[0])) && strings.EqualFold(d[1:], "method") {
+				found++
+			}
+		}
+		if q != "" && found != n {
+			t.Fatalf("QueryMethodOverride(%q) found %d, an independent reading %d", q, n, found)
+		}
+	})
 }
