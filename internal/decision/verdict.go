@@ -140,12 +140,23 @@ func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (
 	return set, remove
 }
 
+// overrideNames are the method-override headers, lower-case so that
+// Envoy's lower-casing of headers_to_remove does not allocate.
+var overrideNames = func() []string {
+	out := make([]string, len(normalize.MethodOverrideHeaders))
+	for i, n := range normalize.MethodOverrideHeaders {
+		out[i] = strings.ToLower(n)
+	}
+	return out
+}()
+
 // withOverrideHeaders adds the method-override headers to remove. Envoy
 // sends the authorization service only the headers its filter is told to
 // (allowed_headers), so sekisho may never see an override a client sent;
 // naming them always makes Envoy drop them whatever the filter forwards.
 func withOverrideHeaders(remove []string) []string {
-	for _, name := range normalize.MethodOverrideHeaders {
+	remove = slices.Grow(remove, len(overrideNames))
+	for _, name := range overrideNames {
 		if !slices.ContainsFunc(remove, func(r string) bool { return strings.EqualFold(r, name) }) {
 			remove = append(remove, name)
 		}
