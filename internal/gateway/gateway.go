@@ -60,6 +60,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(reqinfo.With(r.Context(), info))
 	defer g.finish(rec, r, info)
 	rec.Header().Set("X-Request-Id", info.ID)
+	// A body framed by Transfer-Encoding may have come with a Content-Length
+	// that net/http dropped; a proxy in front that went by the length would
+	// read the rest differently. Close the connection after answering (RFC
+	// 9112 6.1), so no bytes after this body are ever taken as a request.
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		rec.Header().Set("Connection", "close")
+	}
 
 	if snap == nil {
 		httperr.Write(rec, r, http.StatusServiceUnavailable, "The gateway is starting.")
