@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,24 +12,25 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 )
 
-// upstreamLog is a real upstream that records the method and headers of
-// every request it receives.
+// upstreamLog is a real upstream that records the method, path and headers
+// of every request it receives.
 type upstreamLog struct {
 	mu   sync.Mutex
 	reqs []seenRequest
 }
 
 type seenRequest struct {
-	method string
-	header http.Header
+	method, path string
+	header       http.Header
 }
 
 func newUpstreamLog(t *testing.T) (*upstreamLog, string) {
 	t.Helper()
 	u := &upstreamLog{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
 		u.mu.Lock()
-		u.reqs = append(u.reqs, seenRequest{r.Method, r.Header.Clone()})
+		u.reqs = append(u.reqs, seenRequest{r.Method, r.URL.Path, r.Header.Clone()})
 		u.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))

@@ -6,33 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 )
-
-// pathRecorder is an upstream that remembers every path it was asked for.
-type pathRecorder struct {
-	mu    sync.Mutex
-	paths []string
-}
-
-func (p *pathRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	p.mu.Lock()
-	p.paths = append(p.paths, r.URL.Path)
-	p.mu.Unlock()
-	_, _ = io.WriteString(w, "ok")
-}
-
-func (p *pathRecorder) seen() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.paths...)
-}
 
 // TestRequestSmuggling sends the classic framing ambiguities (both
 // Content-Length and Transfer-Encoding, obfuscated Transfer-Encoding,
@@ -44,9 +22,7 @@ func (p *pathRecorder) seen() []string {
 // body are never read as a request of their own.
 func TestRequestSmuggling(t *testing.T) {
 	iss := jwttest.NewIssuer(t)
-	rec := &pathRecorder{}
-	up := httptest.NewServer(rec)
-	t.Cleanup(up.Close)
+	rec, up := newUpstreamLog(t)
 	f := newFixture(t, fmt.Sprintf(`
 listen: {http: "127.0.0.1:0"}
 jwt:
@@ -61,7 +37,7 @@ routes:
     match: {path_prefix: /admin}
     to: %s
     allow: [{groups: [admin]}]
-`, iss.URL, up.URL, up.URL))
+`, iss.URL, up, up))
 
 	const smuggled = "GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n"
 	chunkedSmuggle := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)
@@ -135,9 +111,9 @@ routes:
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Errorf("the connection was not closed after the answer: %v", err)
 			}
-			for _, p := range rec.seen() {
-				if strings.HasPrefix(p, "/admin") {
-					t.Fatalf("the smuggled request reached the upstream: %s", p)
+			for _, req := range rec.since(0) {
+				if strings.HasPrefix(req.path, "/admin") {
+					t.Fatalf("the smuggled request reached the upstream: %s %s", req.method, req.path)
 				}
 			}
 		})
