@@ -50,9 +50,10 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	attrs := req.GetAttributes()
 	hr := attrs.GetRequest().GetHttp()
 	h := envoyHeaders(hr)
-	id := normalize.RequestID(h)
+	trusted := s.trusted(peerIP, state)
+	id := normalize.RequestID(h, trusted) // the asking proxy, once trusted, vouches for it
 
-	if !s.trusted(peerIP, state) {
+	if !trusted {
 		s.log.WarnContext(ctx, "decision request from an untrusted peer refused",
 			"dialect", "envoy-grpc", "peer", addrString(peerIP), "request_id", id)
 		return denied(codes.PermissionDenied, http.StatusForbidden, "This decision endpoint answers trusted proxies only.", "", id, nil), nil

@@ -118,13 +118,15 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *dialect) {
-	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header)}
+	// The asking proxy, once trusted, vouches for its X-Request-Id.
+	peer := peerAddr(r.RemoteAddr)
+	trusted := s.trusted(peer, r.TLS)
+	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header, trusted)}
 	r = r.WithContext(reqinfo.With(r.Context(), info))
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 
-	peer := peerAddr(r.RemoteAddr)
-	if !s.trusted(peer, r.TLS) {
+	if !trusted {
 		s.log.WarnContext(r.Context(), "decision request from an untrusted peer refused",
 			"dialect", dl.name, "peer", addrString(peer), "request_id", info.ID)
 		httperr.Write(w, r, dl.denyStatus(http.StatusForbidden), "This decision endpoint answers trusted proxies only.")

@@ -181,18 +181,29 @@ func TestUntrustedPeerRefused(t *testing.T) {
 			if resp.Header.Get("X-Forwarded-User") != "" {
 				t.Error("an identity header on a refusal")
 			}
-			if !strings.Contains(f.logs.String(), `"request_id":"spoof-`+tt.name+`"`) {
-				t.Errorf("no log line for the refused request:\n%s", f.logs.String())
+			// The refusal is logged under an id of sekisho's, not the
+			// caller's (an untrusted peer's X-Request-Id is not believed).
+			var b struct {
+				RequestID string `json:"request_id"`
+			}
+			if err := json.Unmarshal([]byte(body), &b); err != nil || len(b.RequestID) != 32 {
+				t.Errorf("body %s: want a new request id (%v)", body, err)
+			}
+			if logs := f.logs.String(); strings.Contains(logs, "spoof-"+tt.name) || !strings.Contains(logs, `"request_id":"`+b.RequestID+`"`) {
+				t.Errorf("want a log line under the new id %q, without the caller's:\n%s", b.RequestID, logs)
 			}
 		})
 	}
 	t.Run("envoy-grpc", func(t *testing.T) {
-		resp, err := f.grpc.Check(t.Context(), envoyCheck("GET", "gw.test", "/open/x", nil))
+		resp, err := f.grpc.Check(t.Context(), envoyCheck("GET", "gw.test", "/open/x", map[string]string{"x-request-id": "spoof-grpc"}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := grpcResult(t, resp); got.status != 403 || !strings.Contains(resp.GetDeniedResponse().GetBody(), "trusted proxies only") {
 			t.Fatalf("untrusted gRPC peer: %v", resp)
+		}
+		if body := resp.GetDeniedResponse().GetBody(); strings.Contains(body, "spoof-grpc") || strings.Contains(f.logs.String(), "spoof-grpc") {
+			t.Errorf("an untrusted peer's x-request-id was believed: body %s\nlogs:\n%s", body, f.logs)
 		}
 	})
 	t.Run("sign-in is for browsers and answers anyone", func(t *testing.T) {

@@ -216,7 +216,7 @@ func TestDeniedBodies(t *testing.T) {
 	if resp.StatusCode != 403 || json.Unmarshal(body, &b) != nil {
 		t.Fatalf("403 JSON: %d %s", resp.StatusCode, body)
 	}
-	if b["route"] != "api1" || b["request_id"] != "rid-403" {
+	if b["route"] != "api1" || b["request_id"] == "rid-403" || b["request_id"] != resp.Header.Get("X-Request-Id") {
 		t.Errorf("403 body = %s", body)
 	}
 	resp, body = f.do(t, "GET", "/api1/x", map[string]string{"Accept": "text/html"})

@@ -55,7 +55,7 @@ func (g *Gateway) Ready() bool { return g.snap.Load() != nil }
 // ServeHTTP runs the pipeline for one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
-	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header)}
+	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header, snap != nil && snap.Trust.FromProxy(r))}
 	rec := &recorder{ResponseWriter: w}
 	r = r.WithContext(reqinfo.With(r.Context(), info))
 	defer g.finish(rec, r, info)

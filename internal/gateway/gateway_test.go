@@ -193,14 +193,56 @@ func TestErrorBodiesNameRouteAndRequestID(t *testing.T) {
 	if err := json.Unmarshal(body, &b); err != nil {
 		t.Fatalf("502 body is not JSON: %s", body)
 	}
-	if b.Route != "down" || b.RequestID != "req-abc.123" {
-		t.Errorf("502 body = %s, want route down and the propagated request id", body)
+	if b.Route != "down" || b.RequestID == "" || b.RequestID != resp.Header.Get("X-Request-Id") {
+		t.Errorf("502 body = %s, want route down and the request id of the response (%q)", body, resp.Header.Get("X-Request-Id"))
 	}
 	if bytes.Contains(body, []byte("127.0.0.1")) || bytes.Contains(body, []byte("refused")) {
 		t.Errorf("502 body leaks upstream detail: %s", body)
 	}
 	if got := counterSum(t, f.metrics, "sekisho_upstream_errors_total"); got < 1 {
 		t.Errorf("upstream error not counted")
+	}
+}
+
+// TestRequestIDFromTrustedProxiesOnly: a client's X-Request-Id is replaced
+// (on the response, upstream and in the access log) unless it comes from a
+// trusted proxy, whose id is kept so one id follows the request through.
+func TestRequestIDFromTrustedProxiesOnly(t *testing.T) {
+	const clientID = "chosen-by-client.1"
+	tests := []struct {
+		name    string
+		trusted string // trusted_proxies
+		keep    bool
+	}{
+		{"untrusted peer", "[10.9.0.0/16]", false},
+		{"no trusted proxies", "[]", false},
+		{"trusted proxy", "[127.0.0.1]", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, strings.Replace(testConfig, "trusted_proxies: [10.9.0.0/16]", "trusted_proxies: "+tt.trusted, 1))
+			resp, body := f.do(t, "GET", "/api1/x", map[string]string{"X-Request-Id": clientID})
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			echoed := resp.Header.Get("X-Request-Id")
+			forwarded := seen(t, body).Headers.Get("X-Request-Id")
+			if tt.keep {
+				if echoed != clientID || forwarded != clientID {
+					t.Errorf("X-Request-Id on the response %q, upstream %q; want the proxy's %q on both", echoed, forwarded, clientID)
+				}
+				return
+			}
+			if echoed == clientID || forwarded == clientID || strings.Contains(f.logs.String(), clientID) {
+				t.Errorf("client's X-Request-Id believed: response %q, upstream %q, logs:\n%s", echoed, forwarded, f.logs)
+			}
+			if len(echoed) != 32 || echoed != forwarded {
+				t.Errorf("X-Request-Id on the response %q, upstream %q; want one new id on both", echoed, forwarded)
+			}
+			if !strings.Contains(f.logs.String(), `"request_id":"`+echoed+`"`) {
+				t.Errorf("access log does not carry the new id %q:\n%s", echoed, f.logs)
+			}
+		})
 	}
 }
 

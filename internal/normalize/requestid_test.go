@@ -9,6 +9,8 @@ import (
 
 var generatedID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
+// TestRequestID checks which ids a trusted proxy may pass on; from anyone
+// else every id, even a well-formed one, is replaced.
 func TestRequestID(t *testing.T) {
 	tests := []struct {
 		name string
@@ -35,7 +37,10 @@ func TestRequestID(t *testing.T) {
 			for _, v := range tc.in {
 				h.Add("X-Request-Id", v)
 			}
-			got := RequestID(h)
+			if got := RequestID(h, false); !generatedID.MatchString(got) {
+				t.Errorf("RequestID(untrusted) = %q; want a new 32-hex-digit id", got)
+			}
+			got := RequestID(h, true)
 			if tc.keep {
 				if got != tc.in[0] {
 					t.Errorf("RequestID = %q; want %q kept", got, tc.in[0])
@@ -52,7 +57,7 @@ func TestRequestID(t *testing.T) {
 func TestRequestIDIsRandom(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		id := RequestID(http.Header{})
+		id := RequestID(http.Header{"X-Request-Id": {"fixed"}}, false)
 		if seen[id] {
 			t.Fatalf("RequestID repeated %q", id)
 		}

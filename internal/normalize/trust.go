@@ -57,6 +57,13 @@ func (t *Trust) Contains(ip netip.Addr) bool {
 	return false
 }
 
+// FromProxy reports whether r came straight from a trusted proxy, whose
+// X-Request-Id and X-Forwarded-* headers are then believed. A nil Trust
+// trusts nobody.
+func (t *Trust) FromProxy(r *http.Request) bool {
+	return t.Contains(peerAddr(r.RemoteAddr))
+}
+
 // ClientIP is the original client behind a trusted peer: the right-most
 // X-Forwarded-For entry (over all header lines) that is not itself a trusted
 // proxy, since entries to its left were written by the client and prove
