@@ -80,6 +80,9 @@ func TestSameDecisionsInEveryMode(t *testing.T) {
 		{"host is case- and port-insensitive", "GET", "APP.example.com:8443", "/anything", tk.admin, 200, alice},
 		{"host route, wrong user", "GET", "app.example.com", "/anything", tk.ops, 403, ""},
 		{"bad host", "GET", "bad_host..", "/api1/x", tk.admin, 400, ""},
+		{"overlong UTF-8 refused", "GET", "gw.test", "/open/%C0%AE%C0%AE/api1/x", "", 400, ""},
+		{"surrogate refused", "GET", "gw.test", "/open/%ED%A0%80", tk.admin, 400, ""},
+		{"valid UTF-8 path", "GET", "gw.test", "/api1/%E6%97%A5", tk.admin, 200, alice},
 	}
 
 	modes := []struct {

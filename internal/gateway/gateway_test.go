@@ -148,6 +148,10 @@ func TestPipelineRoutesAndForwardsCanonicalPath(t *testing.T) {
 		{target: "/api1/%3Bx", status: 400, bodyMatch: "Path parameters"},
 		{target: "/jsp/app;jsessionid=1", status: 200, route: "jsp", upstream: "/jsp/app;jsessionid=1"},
 		{target: "/api1/%zz", status: 400, goServer: true},
+		{target: "/api1/%C0%AF..%C0%AF..%C0%AFapi2", status: 400, bodyMatch: "not valid UTF-8"},
+		{target: "/api1/%ED%A0%80", status: 400, bodyMatch: "not valid UTF-8"},
+		{target: "/api1/caf\xe9", status: 400, bodyMatch: "not valid UTF-8"},
+		{target: "/api1/%E6%97%A5", status: 200, route: "api1", upstream: "/api1/%E6%97%A5"},
 		{target: "/", hostHdr: "APP.Example.COM.:8080", status: 200, route: "app", upstream: "/"},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func FuzzCanonicalPath(f *testing.F) {
@@ -28,6 +29,9 @@ func FuzzCanonicalPath(f *testing.F) {
 			if dots, _ := dotSegment(seg); dots {
 				t.Fatalf("CanonicalPath(%q) = %+v: dot segment %q", raw, p, seg)
 			}
+		}
+		if !utf8.ValidString(p.Path) {
+			t.Fatalf("CanonicalPath(%q) = %+v: Path is not valid UTF-8", raw, p)
 		}
 		for _, c := range []byte(p.Path) {
 			if c < 0x20 || c == 0x7f {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Path is a request path in canonical form. Routing matches Path and the
@@ -47,6 +48,7 @@ var (
 	errFragment    = &Error{"fragment in request target"}
 	errNoTarget    = &Error{"missing request target"}
 	errBadTarget   = &Error{"request target is neither a path nor an http(s) URL"}
+	errBadUTF8     = &Error{"path is not valid UTF-8 once percent-decoded"}
 )
 
 // keep marks the bytes Escaped carries as themselves: unreserved, sub-delims,
@@ -73,8 +75,10 @@ const upperHex = "0123456789ABCDEF"
 // without its query. It decodes exactly once, resolves dot segments after
 // decoding, collapses repeated slashes and keeps a trailing slash. It rejects
 // what upstreams would read differently from the gateway: invalid escapes,
-// control characters, backslashes, ".." above the root and dot segments
-// carrying ";" parameters (Tomcat's "..;/").
+// control characters, backslashes, ".." above the root, dot segments
+// carrying ";" parameters (Tomcat's "..;/") and decoded bytes that are not
+// UTF-8 (overlong forms such as %C0%AF for "/", surrogates such as
+// %ED%A0%80, stray continuation bytes), which decoders disagree about.
 func CanonicalPath(raw string) (Path, error) {
 	if raw == "" {
 		return Path{Path: "/", Escaped: "/"}, nil
@@ -129,6 +133,7 @@ func canonicalize(raw string) (Path, error) {
 	marks := mbuf[:0]
 	encodedSlash := false
 	trailing := false
+	nonASCII := false // only then can the UTF-8 check fail
 
 	for start := 1; start <= len(raw); {
 		end := strings.IndexByte(raw[start:], '/')
@@ -175,6 +180,7 @@ func canonicalize(raw string) (Path, error) {
 			if c < 0x20 || c == 0x7f {
 				return Path{}, errControl
 			}
+			nonASCII = nonASCII || c >= 0x80
 			p = append(p, c)
 			if keep[c] {
 				e = append(e, c)
@@ -207,6 +213,9 @@ func canonicalize(raw string) (Path, error) {
 	if trailing || len(p) == 0 {
 		p = append(p, '/')
 		e = append(e, '/')
+	}
+	if nonASCII && !utf8.Valid(p) {
+		return Path{}, errBadUTF8
 	}
 	both := string(p) + string(e) // one allocation for both fields
 	path, escaped := both[:len(p)], both[len(p):]

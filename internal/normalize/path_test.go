@@ -92,6 +92,27 @@ var pathCases = []pathCase{
 	{raw: `/..\x`, err: errBackslash},
 	{raw: "/a?b", err: errBadChar},
 	{raw: "/a#b", err: errBadChar},
+
+	// UTF-8: valid multi-byte forms pass; anything decoders could read
+	// differently (overlong "/" or ".", surrogates, stray or truncated
+	// sequences, code points above U+10FFFF) is rejected, escaped or raw.
+	{raw: "/%E6%97%A5/%F0%9F%94%91", path: "/日/🔑", escaped: "/%E6%97%A5/%F0%9F%94%91"},
+	{raw: "/%EF%BF%BF", path: "/\uffff", escaped: "/%EF%BF%BF"},
+	{raw: "/%C0%AF/../x", path: "/x", escaped: "/x"}, // removed by ".." before it is forwarded
+	{raw: "/%C0%AF", err: errBadUTF8},
+	{raw: "/a/%C0%AE%C0%AE/b", err: errBadUTF8},
+	{raw: "/%E0%80%AF", err: errBadUTF8},
+	{raw: "/%F0%80%80%AF", err: errBadUTF8},
+	{raw: "/%ED%A0%80", err: errBadUTF8},
+	{raw: "/%ED%BF%BF", err: errBadUTF8},
+	{raw: "/%80", err: errBadUTF8},
+	{raw: "/%C3", err: errBadUTF8},
+	{raw: "/%C3/x", err: errBadUTF8},
+	{raw: "/%E6%97", err: errBadUTF8},
+	{raw: "/%F4%90%80%80", err: errBadUTF8},
+	{raw: "/%FF", err: errBadUTF8},
+	{raw: "/a\xc0\xafb", err: errBadUTF8},
+	{raw: "/caf\xe9", err: errBadUTF8},
 }
 
 func TestCanonicalPath(t *testing.T) {
