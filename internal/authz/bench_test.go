@@ -27,6 +27,8 @@ func BenchmarkDecide(b *testing.B) {
 		{"3rules-cel", []Rule{{Groups: []string{"admin"}}, {Domains: []string{"example.com"}}}, []Rule{{When: "!identity.mfa"}}},
 		{"3rules-nocel", []Rule{{Groups: []string{"admin"}}, {Domains: []string{"example.com"}}}, []Rule{{Paths: []string{"/admin"}}}},
 		{"request-headers-cel", []Rule{{When: "request.headers['accept'] == 'application/json'"}}, nil},
+		{"client-ips", []Rule{{ClientIPs: []string{"10.0.0.0/8", "192.0.2.0/24"}, Domains: []string{"example.com"}}}, nil},
+		{"client-ip-cidr-cel", []Rule{{When: "cidr('192.0.2.0/24').containsIP(request.client_ip)"}}, nil},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {

@@ -8,6 +8,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 
 	"github.com/sekisho/sekisho/internal/identity"
@@ -41,6 +42,13 @@ const (
 // For an anonymous request identity.authenticated is false, every string
 // is "", mfa and email_verified are false, and groups and claims are empty;
 // `!identity.mfa` is therefore true for anonymous requests.
+//
+// Addresses are tested with the network functions Kubernetes' CEL also has
+// (cel-go's network extension): `cidr('10.0.0.0/8').containsIP(request.client_ip)`,
+// `ip(request.client_ip).isLoopback()`, `isIP(...)`, `isCIDR(...)`. A
+// malformed literal (`cidr('10.0.0.0/33')`) is a compile error, literals are
+// parsed once when the program is built, and a value that does not parse at
+// run time (an empty client_ip) is an evaluation error, which fails closed.
 //
 // request.headers leaves out Authorization, Proxy-Authorization and Cookie:
 // policy decides on the authenticated identity, never on raw credentials,
@@ -87,6 +95,7 @@ func NewEnv() (*Env, error) {
 		cel.Variable("identity", cel.ObjectType("sekisho.Identity")),
 		cel.Variable("request", cel.ObjectType("sekisho.Request")),
 		cel.ParserExpressionSizeLimit(maxExprLen),
+		ext.Network(),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("building CEL environment: %w", err)
@@ -103,11 +112,39 @@ func (e *Env) compile(expr string) (cel.Program, error) {
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("expression is of type %s, not bool (compare explicitly, e.g. `... == true`)", t)
 	}
-	prg, err := e.cel.Program(ast, cel.CostLimit(costLimit))
+	prg, err := e.cel.Program(ast, cel.CostLimit(costLimit), cel.CustomDecoratorV2(foldNetworkLiterals))
 	if err != nil {
 		return nil, fmt.Errorf("building CEL program: %w", err)
 	}
 	return prg, nil
+}
+
+// foldNetworkLiterals replaces ip('...') and cidr('...') of a string literal
+// with the parsed value when the program is built, so a policy's fixed
+// ranges are not re-parsed on every request. A literal that does not parse
+// is left alone (the compile-time check has already refused it).
+func foldNetworkLiterals(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error) {
+	call, ok := i.(interpreter.InterpretableCall)
+	if !ok || (call.OverloadID() != "string_to_cidr" && call.OverloadID() != "string_to_ip") {
+		return i, nil
+	}
+	args := call.Args()
+	if len(args) != 1 {
+		return i, nil
+	}
+	if _, isConst := args[0].(interpreter.InterpretableConst); !isConst {
+		return i, nil
+	}
+	frame, err := interpreter.NewExecutionFrame(interpreter.EmptyActivation())
+	if err != nil {
+		return i, nil
+	}
+	v := call.Exec(frame)
+	frame.Close()
+	if types.IsError(v) {
+		return i, nil
+	}
+	return interpreter.NewConstValue(call.ID(), v), nil
 }
 
 // input is what one decision evaluates against. The CEL activation is built

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -37,7 +38,7 @@ type ClaimMatch struct {
 //
 // Identity conditions (Emails, Domains, Groups, Users, Tokens, Issuers,
 // Claims) never hold for an anonymous request; request conditions (Methods,
-// Paths) and When can.
+// Paths, ClientIPs) and When can.
 type Rule struct {
 	// Emails are whole addresses, compared ASCII case-insensitively.
 	Emails []string `yaml:"emails"`
@@ -67,6 +68,12 @@ type Rule struct {
 	// A trailing slash is ignored (/admin/ is /admin) and / matches every
 	// path. There are no globs: /x/* is rejected, write /x.
 	Paths []string `yaml:"paths"`
+	// ClientIPs are CIDRs ("10.0.0.0/8", "2001:db8::/32") or single
+	// addresses the client address must be in. The client address is the
+	// peer's, or, behind a trusted proxy, the one it reports in
+	// X-Forwarded-For. An IPv4-mapped IPv6 client counts as its IPv4
+	// address. An unknown client address cannot be decided (fails closed).
+	ClientIPs []string `yaml:"client_ips"`
 	// When is a CEL expression over `identity` and `request` that must be
 	// boolean; see Env for the variables. Its evaluation is capped, and an
 	// expression that errors or exceeds the cap fails closed.
@@ -83,6 +90,7 @@ type rule struct {
 
 	methods []string // canonical (normalize.Method)
 	paths   []string // without trailing slash, except "/"
+	clients []netip.Prefix
 	emails  []string // lower-case
 	domains []string // lower-case
 	groups  []string
@@ -120,13 +128,23 @@ func (r *rule) eval(in *input) result {
 	if r.paths != nil && !underAny(r.paths, req.Path) {
 		return result{cond: "paths", why: "path not under a listed prefix"}
 	}
+	var undecided result
+	if r.clients != nil {
+		switch ip := req.ClientIP.Unmap(); {
+		case !ip.IsValid() && !r.deny:
+			return result{cond: "client_ips", err: errNoClientIP}
+		case !ip.IsValid():
+			undecided = result{cond: "client_ips", err: errNoClientIP}
+		case !inAnyPrefix(r.clients, ip.WithZone("")):
+			return result{cond: "client_ips", why: "client address not in a listed range"}
+		}
+	}
 	if r.idCond != "" {
 		if res, ok := r.evalIdentity(in.id); !ok {
 			return res
 		}
 	}
 
-	var undecided result
 	for i := range r.claims {
 		c := &r.claims[i]
 		ok, err := c.match(in.id.Claims)
@@ -310,6 +328,20 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 
 	r.methods = strs("methods", src.Methods, checkMethod)
 	r.paths = strs("paths", src.Paths, checkPath)
+	if src.ClientIPs != nil {
+		r.clients = make([]netip.Prefix, 0, len(src.ClientIPs))
+		for i, s := range strs("client_ips", src.ClientIPs, nil) {
+			if s == "" {
+				continue // reported by strs
+			}
+			p, err := parseClientIP(s)
+			if err != nil {
+				fail(fmt.Sprintf("client_ips[%d]", i), err)
+				continue
+			}
+			r.clients = append(r.clients, p)
+		}
+	}
 	r.emails = strs("emails", src.Emails, checkEmail)
 	r.domains = strs("domains", src.Domains, checkDomain)
 	r.groups = strs("groups", src.Groups, nil)
@@ -353,7 +385,7 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 		r.when = prg
 	}
 
-	if r.idCond == "" && src.Methods == nil && src.Paths == nil && src.When == "" {
+	if r.idCond == "" && src.Methods == nil && src.Paths == nil && src.ClientIPs == nil && src.When == "" {
 		fail("", errors.New("rule has no conditions; an empty rule would match every request (use public: true on the route to allow everyone)"))
 	}
 	return r, errs
@@ -425,6 +457,45 @@ func checkPath(p string) (string, error) {
 		}
 	}
 	return p, nil
+}
+
+var errNoClientIP = errors.New("client address unknown")
+
+// parseClientIP reads one client_ips entry: a CIDR or a single address.
+// Host bits after the prefix length are refused rather than masked
+// ("10.0.0.1/8" may mean the one host), as are zones and IPv4-mapped IPv6
+// forms, which a client address is never compared in.
+func parseClientIP(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR (e.g. 192.0.2.1, 10.0.0.0/8, 2001:db8::/32)", s)
+		case a.Zone() != "":
+			return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR (e.g. 192.0.2.1, 10.0.0.0/8, 2001:db8::/32)", s)
+	case p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%q: write IPv4 ranges in IPv4 form", s)
+	case p.Masked() != p:
+		return netip.Prefix{}, fmt.Errorf("%q has bits set after the prefix length; write %s (or the single address without /%d)", s, p.Masked(), p.Bits())
+	}
+	return p, nil
+}
+
+func inAnyPrefix(prefixes []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkEmail(e string) (string, error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strconv"
+	"strings"
 
 	"github.com/sekisho/sekisho/internal/assertion"
 	"github.com/sekisho/sekisho/internal/authn"
@@ -141,7 +143,9 @@ func (c *compiler) policyErrors(err error, at []any) {
 		var re *authz.RuleError
 		if errors.As(e, &re) {
 			path := append(append([]any(nil), at...), re.List, re.Index)
-			if re.Field != "" {
+			if name, i, ok := indexedField(re.Field); ok {
+				path = append(path, name, i) // "paths[1]": the line of that entry
+			} else if re.Field != "" {
 				path = append(path, re.Field)
 			}
 			c.addf(path, "%v", re.Err)
@@ -149,6 +153,20 @@ func (c *compiler) policyErrors(err error, at []any) {
 		}
 		c.addf(at, "%v", e)
 	}
+}
+
+// indexedField splits a rule field like "client_ips[1]" into its key and
+// index.
+func indexedField(f string) (string, int, bool) {
+	name, rest, ok := strings.Cut(f, "[")
+	if !ok || !strings.HasSuffix(rest, "]") {
+		return "", 0, false
+	}
+	i, err := strconv.Atoi(strings.TrimSuffix(rest, "]"))
+	if err != nil {
+		return "", 0, false
+	}
+	return name, i, true
 }
 
 func orDefault(v, def string) string {

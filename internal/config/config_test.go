@@ -153,6 +153,17 @@ routes:
 		{"two documents", minimal + "---\nlisten: {}\n", []string{"more than one YAML document"}},
 		{"bad trusted proxy", "trusted_proxies: [10.0.0.0/33]\n" + minimal, []string{"trusted_proxies"}},
 		{"bad log format", "log: {format: xml}\n" + minimal, []string{"log.format"}},
+		{"bad client_ips entry", `
+listen: {http: ":0"}
+routes:
+  - name: a
+    to: builtin:echo
+    allow:
+      - client_ips:
+          - 10.0.0.0/8
+          - 10.0.0.1/8
+      - when: "cidr('10.0.0.0/33').containsIP(request.client_ip)"
+`, []string{"test.yaml:9:", "routes[0].allow[0].client_ips[1]", "write 10.0.0.0/8", "test.yaml:10:", "routes[0].allow[1].when", "10.0.0.0/33"}},
 		{"bad route regex", `
 listen: {http: ":0"}
 routes:

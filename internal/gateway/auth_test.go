@@ -224,3 +224,69 @@ func TestDeniedBodies(t *testing.T) {
 		t.Errorf("401 HTML: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
+
+// TestClientIPRules: client_ips and CEL's cidr() decide on the client
+// behind a trusted proxy (the right-most X-Forwarded-For entry that is not
+// a trusted proxy); from an untrusted peer X-Forwarded-For is ignored.
+func TestClientIPRules(t *testing.T) {
+	const cfg = `
+listen: {http: "127.0.0.1:0"}
+trusted_proxies: [TRUSTED]
+routes:
+  - name: office
+    match: {path_prefix: /office}
+    to: builtin:echo
+    allow: [{client_ips: [203.0.113.0/24, "2001:db8::/32"]}]
+  - name: cel
+    match: {path_prefix: /cel}
+    to: builtin:echo
+    allow: [{when: "cidr('203.0.113.0/24').containsIP(request.client_ip)"}]
+  - name: blocked
+    match: {path_prefix: /blocked}
+    to: builtin:echo
+    deny: [{client_ips: [198.51.100.0/24]}]
+    allow: [{paths: [/]}]
+`
+	tests := []struct {
+		name    string
+		trusted string
+		path    string
+		xff     string
+		status  int
+	}{
+		{"office from a listed client via the proxy", "127.0.0.1", "/office/x", "203.0.113.5", 200},
+		{"office IPv6 client via the proxy", "127.0.0.1", "/office/x", "2001:db8::7", 200},
+		{"office from another client", "127.0.0.1", "/office/x", "198.51.100.1", 401},
+		{"office: a client-written entry left of the real one proves nothing", "127.0.0.1", "/office/x", "203.0.113.5, 198.51.100.1", 401},
+		{"office: the proxy itself is not the client", "127.0.0.1", "/office/x", "", 401},
+		{"office: X-Forwarded-For from an untrusted peer is ignored", "10.9.0.0/16", "/office/x", "203.0.113.5", 401},
+		{"cel from a listed client", "127.0.0.1", "/cel/x", "203.0.113.9", 200},
+		{"cel from another client", "127.0.0.1", "/cel/x", "192.0.2.1", 401},
+		{"cel: untrusted peer", "10.9.0.0/16", "/cel/x", "203.0.113.9", 401},
+		{"deny a range", "127.0.0.1", "/blocked/x", "198.51.100.20", 401},
+		{"deny: other clients pass", "127.0.0.1", "/blocked/x", "192.0.2.1", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, strings.Replace(cfg, "TRUSTED", tt.trusted, 1))
+			hdr := map[string]string{"Accept": "application/json"}
+			if tt.xff != "" {
+				hdr["X-Forwarded-For"] = tt.xff
+			}
+			resp, body := f.do(t, "GET", tt.path, hdr)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			want := `"reason":"matched allow[0]"`
+			switch {
+			case tt.name == "deny a range":
+				want = `"reason":"matched deny[0]"`
+			case tt.status != 200:
+				want = `"reason":"no allow rule matched"`
+			}
+			if !strings.Contains(f.logs.String(), want) {
+				t.Errorf("access log lacks %s:\n%s", want, f.logs)
+			}
+		})
+	}
+}
