@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,6 +56,8 @@ type Instance struct {
 	Decision *decision.Server
 
 	log      *slog.Logger
+	level    *slog.LevelVar
+	started  *config.File // settings the process started with (start-only sections)
 	opts     Options
 	cfgOpts  config.Options
 	reloadMu sync.Mutex
@@ -96,7 +99,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	log, err := telemetry.NewLogger(opts.LogOutput, file.Log.Format, file.Log.Level)
+	level, err := telemetry.ParseLevel(file.Log.Level)
+	if err != nil {
+		return err
+	}
+	inst.level = new(slog.LevelVar)
+	inst.level.Set(level)
+	log, err := telemetry.NewLogger(opts.LogOutput, file.Log.Format, inst.level)
 	if err != nil {
 		return err
 	}
@@ -108,6 +117,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	file = snap.File
+	inst.started = file
 	inst.Gateway = gateway.New(log, inst.Metrics, *file.Log.Access)
 	_, gen := inst.Gateway.Swap(snap)
 	inst.Metrics.Reload(true, gen)
@@ -280,9 +290,7 @@ func (inst *Instance) Reload() error {
 		inst.log.Error("config reload failed; keeping the running configuration", "config", inst.opts.ConfigPath, "error", err.Error())
 		return err
 	}
-	if cur != nil && (!reflect.DeepEqual(cur.File.Listen, snap.File.Listen) || cur.File.Admin != snap.File.Admin || !reflect.DeepEqual(cur.File.Log, snap.File.Log)) {
-		inst.log.Warn("listen, admin and log settings changed: they take effect after a restart")
-	}
+	inst.applyStartOnly(snap.File)
 	old, gen := inst.Gateway.Swap(snap)
 	inst.Metrics.Reload(true, gen)
 	if old != nil {
@@ -291,6 +299,50 @@ func (inst *Instance) Reload() error {
 	inst.log.Info("config reloaded", "generation", gen, "routes", snap.Routes.Len())
 	inst.watchExtra()
 	return nil
+}
+
+// applyStartOnly deals with the settings read at start: the log level is
+// applied at once; the listeners (listen, admin, decision) and the log
+// format and access log are not rebuilt by a reload, so a change to them is
+// reported at WARN, naming the sections, and in
+// sekisho_config_restart_required, on every reload until the file matches
+// the running process again (or it is restarted).
+func (inst *Instance) applyStartOnly(f *config.File) {
+	if lv, err := telemetry.ParseLevel(f.Log.Level); err == nil && lv != inst.level.Level() {
+		inst.log.Info("log level changed", "from", inst.level.Level().String(), "to", lv.String())
+		inst.level.Set(lv)
+	}
+	changed := startOnlyChanges(inst.started, f)
+	inst.Metrics.RestartRequired(len(changed) > 0)
+	if len(changed) > 0 {
+		inst.log.Warn("configuration reloaded, but changed settings that are read only at start; restart sekisho to apply them (it keeps running on the old ones)",
+			"sections", strings.Join(changed, ", "))
+	}
+}
+
+// startOnlyChanges names the start-only sections of f that differ from
+// running: listen, admin, log (format, access; the level is applied live)
+// and decision.
+func startOnlyChanges(running, f *config.File) []string {
+	if running == nil {
+		return nil
+	}
+	var changed []string
+	if !reflect.DeepEqual(running.Listen, f.Listen) {
+		changed = append(changed, "listen")
+	}
+	if running.Admin != f.Admin {
+		changed = append(changed, "admin")
+	}
+	rl, fl := running.Log, f.Log
+	rl.Level, fl.Level = "", ""
+	if !reflect.DeepEqual(rl, fl) {
+		changed = append(changed, "log")
+	}
+	if !reflect.DeepEqual(running.Decision, f.Decision) {
+		changed = append(changed, "decision")
+	}
+	return changed
 }
 
 // watch reloads on SIGHUP and when the config file changes. It watches the

@@ -25,6 +25,7 @@ type Metrics struct {
 	lastReload     prometheus.Gauge
 	unknownKID     *prometheus.CounterVec
 	jwksRefreshes  *prometheus.CounterVec
+	restart        prometheus.Gauge
 }
 
 // NewMetrics registers the gateway's series in a new registry, together with
@@ -66,9 +67,13 @@ func NewMetrics() *Metrics {
 			Name: "sekisho_jwks_refreshes_total",
 			Help: "JWKS fetches, by issuer and result (updated, unchanged, failed).",
 		}, []string{"issuer", "result"}),
+		restart: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sekisho_config_restart_required",
+			Help: "1 when the loaded configuration changes settings read only at start (listen, admin, log format or access, decision) and the process runs on the old ones until restarted.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.reloads, m.generation, m.lastReload,
-		m.unknownKID, m.jwksRefreshes,
+		m.unknownKID, m.jwksRefreshes, m.restart,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
@@ -123,6 +128,16 @@ func (m *Metrics) JWTUnknownKID(issuer string) {
 // JWKSRefresh records a JWKS fetch and its result.
 func (m *Metrics) JWKSRefresh(issuer, result string) {
 	m.jwksRefreshes.WithLabelValues(issuer, result).Inc()
+}
+
+// RestartRequired records whether the loaded configuration differs from the
+// running process in settings that take effect only at start.
+func (m *Metrics) RestartRequired(required bool) {
+	v := 0.0
+	if required {
+		v = 1
+	}
+	m.restart.Set(v)
 }
 
 // Handler serves the registry in the Prometheus exposition format.

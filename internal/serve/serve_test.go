@@ -1,0 +1,138 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/telemetry"
+	"github.com/sekisho/sekisho/internal/testutil"
+)
+
+const reloadBase = `
+listen: {http: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+log: {level: info}
+routes:
+  - {name: echo, match: {path_prefix: /}, to: builtin:echo, public: true}
+`
+
+// startInstance runs Run on src (no file, so nothing is watched and only
+// the test reloads) until the test ends.
+func startInstance(t *testing.T, src string) (*Instance, *testutil.SyncBuffer) {
+	t.Helper()
+	logs := &testutil.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan *Instance, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{DefaultConfig: []byte(src), LogOutput: logs, Started: func(i *Instance) { started <- i }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of cancel")
+		}
+	})
+	select {
+	case inst := <-started:
+		return inst, logs
+	case err := <-done:
+		t.Fatalf("Run exited at start: %v\n%s", err, logs)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not start within 10s")
+	}
+	return nil, nil
+}
+
+// restartWarnings returns the sections named by restart-needed WARN lines
+// in log output.
+func restartWarnings(t *testing.T, out string) []string {
+	t.Helper()
+	var sections []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		if m["level"] == "WARN" && strings.Contains(m["msg"].(string), "restart") {
+			s, _ := m["sections"].(string)
+			sections = append(sections, s)
+		}
+	}
+	return sections
+}
+
+func gauge(t *testing.T, m *telemetry.Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestReloadReportsStartOnlySettings: a reload that changes listen, admin,
+// log format/access or decision says at WARN which sections need a restart
+// and sets sekisho_config_restart_required; the log level is applied live;
+// an unchanged reload reports nothing.
+func TestReloadReportsStartOnlySettings(t *testing.T) {
+	inst, logs := startInstance(t, reloadBase)
+	tests := []struct {
+		name      string
+		src       string
+		sections  string // "" when nothing needs a restart
+		wantDebug bool
+	}{
+		{"unchanged", reloadBase, "", false},
+		{"route change only", strings.Replace(reloadBase, "name: echo", "name: echo2", 1), "", false},
+		{"listen address", strings.Replace(reloadBase, `http: "127.0.0.1:0"`, `http: "127.0.0.1:1"`, 1), "listen", false},
+		{"listen timeout", strings.Replace(reloadBase, `http: "127.0.0.1:0"`, `http: "127.0.0.1:0", idle_timeout: 7s`, 1), "listen", false},
+		{"admin address", strings.Replace(reloadBase, `admin: {listen: "127.0.0.1:0"}`, `admin: {listen: "127.0.0.1:1"}`, 1), "admin", false},
+		{"log format and listen", strings.Replace(strings.Replace(reloadBase, "level: info", "level: info, format: text", 1), `http: "127.0.0.1:0"`, `http: "127.0.0.1:1"`, 1), "listen, log", false},
+		{"decision added", reloadBase + "decision: {listen: \"127.0.0.1:1\"}\n", "decision", false},
+		{"log level is applied live", strings.Replace(reloadBase, "level: info", "level: debug", 1), "", true},
+		{"back to the running settings", reloadBase, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inst.opts.DefaultConfig = []byte(tt.src) // no reload runs concurrently
+			before := len(logs.String())
+			if err := inst.Reload(); err != nil {
+				t.Fatalf("Reload: %v", err)
+			}
+			out := logs.String()[before:]
+			got := restartWarnings(t, out)
+			switch {
+			case tt.sections == "" && len(got) > 0:
+				t.Errorf("restart warning %q for a reload that needs none:\n%s", got, out)
+			case tt.sections != "" && (len(got) != 1 || got[0] != tt.sections):
+				t.Errorf("restart warnings %q, want one naming %q:\n%s", got, tt.sections, out)
+			}
+			want := 0.0
+			if tt.sections != "" {
+				want = 1
+			}
+			if g := gauge(t, inst.Metrics, "sekisho_config_restart_required"); g != want {
+				t.Errorf("sekisho_config_restart_required = %v, want %v", g, want)
+			}
+			if got := inst.log.Enabled(context.Background(), slog.LevelDebug); got != tt.wantDebug {
+				t.Errorf("debug logging enabled = %v, want %v", got, tt.wantDebug)
+			}
+		})
+	}
+}
