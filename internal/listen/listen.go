@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
-	"golang.org/x/crypto/acme/autocert"
 )
 
 // Defaults applied when the corresponding Config field is zero.
@@ -107,6 +106,7 @@ type Server struct {
 	httpAddr  string
 	httpsAddr string
 	certs     *CertReloader // nil unless TLS comes from files
+	acme      *acmeManager  // nil unless TLS comes from ACME
 	errc      chan error
 
 	shutdownOnce sync.Once
@@ -128,7 +128,7 @@ func Start(ctx context.Context, cfg Config, h http.Handler) (*Server, error) {
 	}
 
 	var tlsConf *tls.Config
-	var acmeMgr *autocert.Manager
+	var acmeMgr *acmeManager
 	mode := "off"
 	switch {
 	case cfg.CertFile != "":
@@ -141,6 +141,7 @@ func Start(ctx context.Context, cfg Config, h http.Handler) (*Server, error) {
 		mode = "files"
 	case cfg.ACME != nil:
 		acmeMgr = cfg.ACME.manager()
+		s.acme = acmeMgr
 		// acme-tls/1 lets the CA validate over this listener (TLS-ALPN-01).
 		tlsConf = &tls.Config{GetCertificate: acmeMgr.GetCertificate, NextProtos: []string{acme.ALPNProto}}
 		mode = "acme"
@@ -295,6 +296,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			})
 		}
 		wg.Wait()
+		if s.acme != nil {
+			s.acme.stop() // no renewals from a listener that is gone
+		}
 		s.shutdownErr = cmp.Or(errs...)
 		if s.shutdownErr != nil {
 			s.log.Warn("drain deadline passed, connections cut", "err", s.shutdownErr)
