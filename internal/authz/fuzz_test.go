@@ -2,6 +2,7 @@ package authz
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -85,4 +86,37 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzClientIPs checks client_ips against netip's own containment for
+// arbitrary entries and client addresses: an accepted entry matches exactly
+// the addresses in its prefix (IPv4-mapped clients as IPv4), and a refused
+// one is a *RuleError.
+func FuzzClientIPs(f *testing.F) {
+	f.Add("10.0.0.0/8", []byte{10, 1, 2, 3})
+	f.Add("192.0.2.7", []byte{192, 0, 2, 8})
+	f.Add("2001:db8::/32", []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add("::ffff:10.0.0.0/104", []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1})
+	f.Add("10.0.0.1/8", []byte{})
+	env := newTestEnv(f)
+	f.Fuzz(func(t *testing.T, entry string, raw []byte) {
+		p, err := Compile(env, "fuzz", []Rule{{ClientIPs: []string{entry}}}, nil)
+		if err != nil {
+			var re *RuleError
+			if !errors.As(err, &re) || re.Field != "client_ips[0]" {
+				t.Fatalf("Compile(%q) error %v is not a *RuleError on client_ips[0]", entry, err)
+			}
+			return
+		}
+		ip, _ := netip.AddrFromSlice(raw)
+		got := p.Decide(nil, &Request{ClientIP: ip}).Allow
+		prefix, perr := netip.ParsePrefix(entry)
+		if perr != nil {
+			a := netip.MustParseAddr(entry).Unmap()
+			prefix = netip.PrefixFrom(a, a.BitLen())
+		}
+		if want := ip.IsValid() && prefix.Contains(ip.Unmap()); got != want {
+			t.Fatalf("client_ips [%q], client %v: allow = %v, want %v", entry, ip, got, want)
+		}
+	})
 }
