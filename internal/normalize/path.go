@@ -180,11 +180,11 @@ func canonicalize(raw string) (Path, error) {
 			if c < 0x20 || c == 0x7f {
 				return Path{}, errControl
 			}
-			nonASCII = nonASCII || c >= 0x80
 			p = append(p, c)
 			if keep[c] {
 				e = append(e, c)
 			} else {
+				nonASCII = nonASCII || c >= 0x80 // never in keep
 				e = append(e, '%', upperHex[c>>4], upperHex[c&15])
 			}
 		}
