@@ -90,7 +90,6 @@ type rule struct {
 
 	methods []string // canonical (normalize.Method)
 	paths   []string // without trailing slash, except "/"
-	clients []netip.Prefix
 	emails  []string // lower-case
 	domains []string // lower-case
 	groups  []string
@@ -101,8 +100,9 @@ type rule struct {
 
 	// idCond is the first identity condition of the rule, named when an
 	// anonymous request fails it; "" when the rule has none.
-	idCond string
-	when   cel.Program
+	idCond  string
+	when    cel.Program
+	clients []netip.Prefix // client_ips
 }
 
 // result is the outcome of evaluating one rule. Its strings are fixed at
@@ -128,16 +128,12 @@ func (r *rule) eval(in *input) result {
 	if r.paths != nil && !underAny(r.paths, req.Path) {
 		return result{cond: "paths", why: "path not under a listed prefix"}
 	}
-	var undecided result
+	noClientIP := false
 	if r.clients != nil {
-		switch ip := req.ClientIP.Unmap(); {
-		case !ip.IsValid() && !r.deny:
-			return result{cond: "client_ips", err: errNoClientIP}
-		case !ip.IsValid():
-			undecided = result{cond: "client_ips", err: errNoClientIP}
-		case !inAnyPrefix(r.clients, ip.WithZone("")):
-			return result{cond: "client_ips", why: "client address not in a listed range"}
+		if res, ok := r.evalClientIP(req.ClientIP); !ok {
+			return res
 		}
+		noClientIP = !req.ClientIP.IsValid() // a deny rule goes on, undecided
 	}
 	if r.idCond != "" {
 		if res, ok := r.evalIdentity(in.id); !ok {
@@ -145,6 +141,10 @@ func (r *rule) eval(in *input) result {
 		}
 	}
 
+	var undecided result
+	if noClientIP {
+		undecided = result{cond: "client_ips", err: errNoClientIP}
+	}
 	for i := range r.claims {
 		c := &r.claims[i]
 		ok, err := c.match(in.id.Claims)
@@ -174,6 +174,20 @@ func (r *rule) eval(in *input) result {
 	}
 	undecided.matched = true
 	return undecided
+}
+
+// evalClientIP checks client_ips; ok is false with the failing result when
+// the address is not listed, or is unknown in an allow rule.
+func (r *rule) evalClientIP(ip netip.Addr) (result, bool) {
+	switch {
+	case !ip.IsValid() && !r.deny:
+		return result{cond: "client_ips", err: errNoClientIP}, false
+	case !ip.IsValid():
+		return result{}, true
+	case !inAnyPrefix(r.clients, ip.Unmap().WithZone("")):
+		return result{cond: "client_ips", why: "client address not in a listed range"}, false
+	}
+	return result{}, true
 }
 
 // evalIdentity checks the identity conditions except claims; ok is false
