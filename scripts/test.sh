@@ -23,7 +23,10 @@ RACE_PKGS=(./internal/...)
 STATICCHECK_VERSION=v0.8.2
 FUZZTIME=${FUZZTIME:-10s}
 # Servers the tests start (pgrep -x pattern). A test stops each one with its
-# children; one still running after the test step is a leak.
+# children; one still running after the test step is a leak. Only processes
+# working in this checkout count (go test runs each package's tests in its
+# directory, and the servers inherit it), so servers that other work on the
+# machine runs elsewhere are left alone.
 SERVER_PROCS='nginx|caddy|redis-server|chromium|chrome'
 
 usage() {
@@ -71,7 +74,14 @@ finish() {
 	passed+=("$step $((SECONDS - step_started))s")
 }
 
-server_pids() { pgrep -x "$SERVER_PROCS" | sort || true; }
+server_pids() {
+	local pid cwd root
+	root=$(pwd -P)
+	for pid in $(pgrep -x "$SERVER_PROCS" 2>/dev/null); do
+		cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+		[[ $cwd == "$root" || $cwd == "$root"/* ]] && echo "$pid"
+	done | sort
+}
 
 # no_leaks runs "$@", then fails if a server process started while it ran is
 # still there a few seconds later: it lists and kills them.
