@@ -37,21 +37,6 @@ type ACME struct {
 	RootCAs *x509.CertPool
 }
 
-func (a *ACME) validate() error {
-	if len(a.Domains) == 0 {
-		return errors.New("listen: acme needs at least one domain")
-	}
-	for _, d := range a.Domains {
-		if h, ok := normalize.Host(d); !ok || h != d {
-			return fmt.Errorf("listen: acme domain %q is not a lower-case host name without port", d)
-		}
-	}
-	if a.CacheDir == "" {
-		return errors.New("listen: acme needs a cache_dir to keep certificates across restarts")
-	}
-	return nil
-}
-
 // acmeManager is an autocert.Manager that can be stopped. autocert renews
 // each certificate from a timer it starts on first use and never stops on
 // its own, so a listener that shut down would otherwise keep renewing (and

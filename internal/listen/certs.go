@@ -41,12 +41,12 @@ func (c *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return c.cert.Load(), nil
 }
 
-// Reload reads the pair and swaps it in if it is valid and new. Errors come
-// from crypto/tls and name the problem (no PEM, key mismatch), never the key.
+// Reload reads the pair and swaps it in if it is valid and new. Errors say
+// which file is wrong and why (no PEM, key mismatch), never what is in it.
 func (c *CertReloader) Reload() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	pair, err := LoadKeyPair(c.certFile, c.keyFile)
 	if err != nil {
 		err = fmt.Errorf("listen: load certificate %s with key %s: %w", c.certFile, c.keyFile, err)
 		if c.cert.Load() != nil {

@@ -75,25 +75,11 @@ type Config struct {
 
 func (c *Config) tlsOn() bool { return c.CertFile != "" || c.KeyFile != "" || c.ACME != nil }
 
+// validate is Check as an error, for callers of Start that did not go
+// through the config compiler.
 func (c *Config) validate() error {
-	switch {
-	case c.HTTP == "" && c.HTTPS == "":
-		return errors.New("listen: no listener address: set http, https or both")
-	case (c.CertFile == "") != (c.KeyFile == ""):
-		return errors.New("listen: cert_file and key_file must be set together")
-	case c.CertFile != "" && c.ACME != nil:
-		return errors.New("listen: TLS from files and from ACME are mutually exclusive")
-	case c.HTTPS != "" && !c.tlsOn():
-		return fmt.Errorf("listen: https listener %s needs cert_file and key_file, or acme", c.HTTPS)
-	case c.HTTPS == "" && c.tlsOn():
-		return errors.New("listen: TLS is configured but there is no https listener address")
-	case c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
-		return errors.New("listen: timeouts must not be negative")
-	case c.MaxHeaderBytes < 0:
-		return errors.New("listen: max header bytes must not be negative")
-	}
-	if c.ACME != nil {
-		return c.ACME.validate()
+	if ps := Check(c); len(ps) > 0 {
+		return fmt.Errorf("listen: %w", Problems(ps))
 	}
 	return nil
 }
