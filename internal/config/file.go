@@ -9,7 +9,9 @@ import (
 
 	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/decision/decisionconf"
 	"github.com/sekisho/sekisho/internal/devidp"
+	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/login"
 )
 
@@ -40,21 +42,13 @@ type File struct {
 	Routes []Route `yaml:"routes"`
 }
 
-// Decision configures the decision service listeners.
-type Decision struct {
-	Listen         string       `yaml:"listen"`
-	GRPC           string       `yaml:"grpc"`
-	TrustedProxies []string     `yaml:"trusted_proxies"`
-	TLS            *DecisionTLS `yaml:"tls"`
-}
+// Decision configures the decision service listeners; the decision stage
+// owns the type and its rules.
+type Decision = decisionconf.Config
 
 // DecisionTLS serves the decision listeners over TLS, optionally requiring
 // client certificates (mTLS).
-type DecisionTLS struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
-}
+type DecisionTLS = decisionconf.TLS
 
 // Provider is an OIDC provider for browser login, or, with builtin, the
 // development provider served by sekisho itself.
@@ -140,6 +134,26 @@ type Listen struct {
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	RedirectPort      int           `yaml:"redirect_port"`
+}
+
+// Config is the listen stage's view of these settings: the one conversion,
+// used by the config compiler to check them and by serve to start them.
+func (l *Listen) Config() listen.Config {
+	cfg := listen.Config{
+		HTTP:              l.HTTP,
+		HTTPS:             l.HTTPS,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		RedirectPort:      l.RedirectPort,
+	}
+	if l.TLS != nil {
+		cfg.CertFile, cfg.KeyFile = l.TLS.CertFile, l.TLS.KeyFile
+		if a := l.TLS.ACME; a != nil {
+			cfg.ACME = &listen.ACME{Email: a.Email, Domains: a.Domains, CacheDir: a.CacheDir, DirectoryURL: a.DirectoryURL}
+		}
+	}
+	return cfg
 }
 
 // TLS is either a certificate and key from files or ACME.

@@ -13,14 +13,12 @@ package decision
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -28,26 +26,18 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/decision/decisionconf"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
 )
 
-// Config is the `decision:` section of the configuration file (defined in
-// internal/config, which this package builds on): Listen is the HTTP
-// decision listener (Envoy/Istio/Emissary/Gateway API HTTP ext_authz, nginx
-// auth_request, Traefik and Caddy forward-auth), GRPC the Envoy ext_authz
-// gRPC listener, TrustedProxies the addresses allowed to describe requests
-// (default loopback only), and TLS serves both listeners over TLS; with a
-// client CA it requires client certificates, and a verified client is
-// trusted whatever its address.
-type Config = config.Decision
+// Config is the `decision:` section of the configuration file; its rules
+// are in decisionconf, where the config compiler runs them too.
+type Config = decisionconf.Config
 
 // TLS is the certificate of the decision listeners and, optionally, the CA
 // that client certificates must chain to (mTLS).
-type TLS = config.DecisionTLS
-
-// defaultTrusted is loopback: a proxy on the same host (or pod) may ask.
-var defaultTrusted = []string{"127.0.0.0/8", "::1"}
+type TLS = decisionconf.TLS
 
 // LoginStarter sends browsers to sign in. The decision service never serves
 // the login flow itself; it only tells the asking proxy where to send a
@@ -78,7 +68,7 @@ type Server struct {
 }
 
 // New checks cfg (addresses, CIDRs, certificate files) without opening any
-// socket, so `sekisho check` can report mistakes before anything starts.
+// socket, by the same rules `sekisho check` reports (decisionconf.Check).
 // current returns the snapshot to decide on; nil while none is loaded.
 func New(cfg Config, current func() *config.Snapshot, log *slog.Logger) (*Server, error) {
 	if current == nil {
@@ -87,65 +77,11 @@ func New(cfg Config, current func() *config.Snapshot, log *slog.Logger) (*Server
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var errs []error
-	if cfg.Listen == "" && cfg.GRPC == "" {
-		errs = append(errs, errors.New("decision: set listen (HTTP) and/or grpc"))
+	b, ps := decisionconf.Build(&cfg, log)
+	if len(ps) > 0 {
+		return nil, fmt.Errorf("decision: %w", listen.Problems(ps))
 	}
-	for _, a := range []struct{ key, addr string }{{"listen", cfg.Listen}, {"grpc", cfg.GRPC}} {
-		if a.addr == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			errs = append(errs, fmt.Errorf("decision: %s: %q is not host:port (e.g. \"127.0.0.1:9191\")", a.key, a.addr))
-		}
-	}
-	cidrs := cfg.TrustedProxies
-	if len(cidrs) == 0 {
-		cidrs = defaultTrusted
-	}
-	trust, err := normalize.NewTrust(cidrs)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("decision: trusted_proxies: %w", err))
-	}
-	var tlsCfg *tls.Config
-	var certs *listen.CertReloader
-	if cfg.TLS != nil {
-		if tlsCfg, certs, err = loadTLS(cfg.TLS, log); err != nil {
-			errs = append(errs, fmt.Errorf("decision: tls: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return &Server{cfg: cfg, current: current, log: log, trust: trust, tls: tlsCfg, certs: certs}, nil
-}
-
-// loadTLS builds the listeners' TLS config. The certificate is served by
-// the same reloader as the gateway's, so a renewed Secret takes effect
-// without a restart.
-func loadTLS(t *TLS, log *slog.Logger) (*tls.Config, *listen.CertReloader, error) {
-	if t.CertFile == "" || t.KeyFile == "" {
-		return nil, nil, errors.New("cert_file and key_file are both required")
-	}
-	certs, err := listen.NewCertReloader(t.CertFile, t.KeyFile, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile == "" {
-		return c, certs, nil
-	}
-	pem, err := os.ReadFile(t.ClientCAFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client_ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, nil, fmt.Errorf("client_ca_file %s: no PEM certificate in it", t.ClientCAFile)
-	}
-	c.ClientCAs = pool
-	c.ClientAuth = tls.RequireAndVerifyClientCert
-	return c, certs, nil
+	return &Server{cfg: cfg, current: current, log: log, trust: b.Trust, tls: b.TLS, certs: b.Certs}, nil
 }
 
 // SetLogin makes browser redirects possible: for each snapshot, f returns

@@ -218,22 +218,8 @@ func startDecision(ctx context.Context, f *config.File, current func() *config.S
 }
 
 func listenConfig(f *config.File, log *slog.Logger) listen.Config {
-	l := f.Listen
-	cfg := listen.Config{
-		HTTP:              l.HTTP,
-		HTTPS:             l.HTTPS,
-		ReadHeaderTimeout: l.ReadHeaderTimeout,
-		IdleTimeout:       l.IdleTimeout,
-		MaxHeaderBytes:    l.MaxHeaderBytes,
-		RedirectPort:      l.RedirectPort,
-		Logger:            log,
-	}
-	if l.TLS != nil {
-		cfg.CertFile, cfg.KeyFile = l.TLS.CertFile, l.TLS.KeyFile
-		if a := l.TLS.ACME; a != nil {
-			cfg.ACME = &listen.ACME{Email: a.Email, Domains: a.Domains, CacheDir: a.CacheDir, DirectoryURL: a.DirectoryURL}
-		}
-	}
+	cfg := f.Listen.Config()
+	cfg.Logger = log
 	return cfg
 }
 
