@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,6 +29,8 @@ import (
 	"github.com/sekisho/sekisho/internal/assertion"
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/decision/decisionconf"
+	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/proxy"
 	"github.com/sekisho/sekisho/internal/route"
@@ -555,66 +557,26 @@ func parseUpstream(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// checkListen resolves the listener's file paths, fills the ACME cache
+// default, and reports what the listen stage would refuse (listen.Check),
+// certificate files included.
 func (c *compiler) checkListen(f *File) {
 	l := &f.Listen
-	for _, kv := range []struct{ key, addr string }{{"http", l.HTTP}, {"https", l.HTTPS}} {
-		if kv.addr == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(kv.addr); err != nil {
-			c.addf([]any{"listen", kv.key}, "%q is not host:port (e.g. \":8080\")", kv.addr)
-		}
-	}
-	if f.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(f.Admin.Listen); err != nil {
-			c.addf([]any{"admin", "listen"}, "%q is not host:port", f.Admin.Listen)
-		}
-	}
-	if l.HTTP == "" && l.HTTPS == "" {
-		c.addf([]any{"listen"}, "no listener: set listen.http and/or listen.https")
-	}
-	if l.HTTPS != "" && l.TLS == nil {
-		c.addf([]any{"listen", "https"}, "listen.https needs listen.tls (cert_file/key_file or acme)")
-	}
-	if l.TLS != nil {
-		t := l.TLS
-		if l.HTTPS == "" {
-			c.addf([]any{"listen", "tls"}, "listen.tls is set but listen.https is not")
-		}
-		files := t.CertFile != "" || t.KeyFile != ""
-		switch {
-		case files && t.ACME != nil:
-			c.addf([]any{"listen", "tls"}, "use either cert_file/key_file or acme, not both")
-		case files && (t.CertFile == "" || t.KeyFile == ""):
-			c.addf([]any{"listen", "tls"}, "cert_file and key_file go together")
-		case !files && t.ACME == nil:
-			c.addf([]any{"listen", "tls"}, "set cert_file and key_file, or acme")
-		}
-		t.CertFile = c.path(t.CertFile)
-		t.KeyFile = c.path(t.KeyFile)
+	if t := l.TLS; t != nil {
+		t.CertFile, t.KeyFile = c.path(t.CertFile), c.path(t.KeyFile)
 		if t.ACME != nil {
-			if len(t.ACME.Domains) == 0 {
-				c.addf([]any{"listen", "tls", "acme", "domains"}, "acme needs at least one domain")
-			}
 			if t.ACME.CacheDir == "" {
 				t.ACME.CacheDir = "sekisho-acme"
 			}
 			t.ACME.CacheDir = c.path(t.ACME.CacheDir)
 		}
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"idle_timeout", l.IdleTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
-		if d.v < 0 {
-			c.addf([]any{"listen", d.key}, "must not be negative")
+	lc := l.Config()
+	c.addProblems([]any{"listen"}, listen.Check(&lc))
+	if f.Admin.Listen != "" {
+		if err := listen.CheckAddr(f.Admin.Listen); err != nil {
+			c.addf([]any{"admin", "listen"}, "%v", err)
 		}
-	}
-	if l.MaxHeaderBytes < 0 {
-		c.addf([]any{"listen", "max_header_bytes"}, "must not be negative")
-	}
-	if l.RedirectPort < 0 || l.RedirectPort > 65535 {
-		c.addf([]any{"listen", "redirect_port"}, "must be a port number")
 	}
 	switch f.Log.Format {
 	case "", "json", "text":
@@ -628,31 +590,47 @@ func (c *compiler) checkListen(f *File) {
 	}
 }
 
+// checkDecision resolves the decision service's file paths and reports what
+// it would refuse (decisionconf.Check), certificate and CA files included.
 func (c *compiler) checkDecision(f *File) {
 	d := f.Decision
 	if d == nil {
 		return
 	}
-	if d.Listen == "" && d.GRPC == "" {
-		c.addf([]any{"decision"}, "set decision.listen (HTTP) and/or decision.grpc (Envoy ext_authz)")
-	}
-	for _, kv := range []struct{ key, addr string }{{"listen", d.Listen}, {"grpc", d.GRPC}} {
-		if kv.addr == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(kv.addr); err != nil {
-			c.addf([]any{"decision", kv.key}, "%q is not host:port", kv.addr)
-		}
-	}
-	if _, err := normalize.NewTrust(d.TrustedProxies); err != nil {
-		c.addf([]any{"decision", "trusted_proxies"}, "%v", err)
-	}
 	if t := d.TLS; t != nil {
-		if t.CertFile == "" || t.KeyFile == "" {
-			c.addf([]any{"decision", "tls"}, "cert_file and key_file are required")
-		}
 		t.CertFile, t.KeyFile, t.ClientCAFile = c.path(t.CertFile), c.path(t.KeyFile), c.path(t.ClientCAFile)
 	}
+	c.addProblems([]any{"decision"}, decisionconf.Check(d))
+}
+
+// addProblems records a stage's problems under the section they belong to,
+// located at the line of the key each names.
+func (c *compiler) addProblems(section []any, ps []listen.Problem) {
+	for _, p := range ps {
+		c.addf(append(section[:len(section):len(section)], splitKey(p.Key)...), "%s", p.Msg)
+	}
+}
+
+// splitKey turns a key path such as "tls.acme.domains[1]" into the path
+// elements of addf: mapping keys and sequence indices.
+func splitKey(key string) []any {
+	var out []any
+	for part := range strings.SplitSeq(key, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		if name != "" {
+			out = append(out, name)
+		}
+		for rest != "" {
+			idx, after, ok := strings.Cut(rest, "]")
+			n, err := strconv.Atoi(idx)
+			if !ok || err != nil {
+				break
+			}
+			out = append(out, n)
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return out
 }
 
 func (c *compiler) defaults(f *File) {

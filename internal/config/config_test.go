@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const minimal = `
@@ -140,7 +142,7 @@ routes:
     to: [{url: "http://x:1", weight: -1}]
     public: true
 `, []string{"weight must be 0 or more"}},
-		{"https without tls", "listen: {https: ':8443'}\nroutes: []\n", []string{"listen.https needs listen.tls"}},
+		{"https without tls", "listen: {https: ':8443'}\nroutes: []\n", []string{"listen.https: https listener :8443 needs tls"}},
 		{"tls both kinds", "listen: {https: ':8443', tls: {cert_file: a, key_file: b, acme: {domains: [x]}}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"either cert_file/key_file or acme"}},
 		{"acme without domains", "listen: {http: ':80', https: ':443', tls: {acme: {email: a@b}}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"acme needs at least one domain"}},
 		{"bad listen address", "listen: {http: '8080'}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"test.yaml:1:", "listen.http", "not host:port"}},
@@ -190,9 +192,12 @@ routes:
 }
 
 func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
-	dir := t.TempDir()
+	dir, abs := t.TempDir(), t.TempDir()
+	leaf := testutil.NewCA(t).Server(t, "localhost")
+	testutil.WriteFile(t, dir, "tls.crt", leaf.CertPEM)
+	keyFile := testutil.WriteFile(t, abs, "tls.key", leaf.KeyPEM)
 	path := filepath.Join(dir, "sekisho.yaml")
-	src := "listen: {http: ':0', https: ':0', tls: {cert_file: tls.crt, key_file: /abs/tls.key}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}")
+	src := "listen: {http: ':0', https: ':0', tls: {cert_file: tls.crt, key_file: " + keyFile + "}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}")
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +209,7 @@ func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
 	if got, want := s.File.Listen.TLS.CertFile, filepath.Join(dir, "tls.crt"); got != want {
 		t.Errorf("cert_file = %q, want %q", got, want)
 	}
-	if got := s.File.Listen.TLS.KeyFile; got != "/abs/tls.key" {
+	if got := s.File.Listen.TLS.KeyFile; got != keyFile {
 		t.Errorf("key_file = %q", got)
 	}
 }
