@@ -266,6 +266,51 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckMissingCertificates: a config whose listen.tls or decision.tls
+// names certificate files that are not there fails `check` with the file,
+// line and key, and `serve` refuses it with the same lines, before it
+// binds anything.
+func TestCheckMissingCertificates(t *testing.T) {
+	for _, tt := range []struct {
+		name, src, line, key string
+	}{
+		{"listen.tls", "listen:\n  https: '127.0.0.1:0'\n  tls:\n    cert_file: tls.crt\n    key_file: tls.key\nadmin: {listen: '127.0.0.1:0'}\nroutes:\n" + routeA,
+			":4:", "listen.tls.cert_file"},
+		{"decision.tls", "listen: {http: '127.0.0.1:0'}\nadmin: {listen: '127.0.0.1:0'}\ndecision:\n  listen: '127.0.0.1:0'\n  tls: {cert_file: dec.crt, key_file: dec.key}\nroutes:\n" + routeA,
+			":5:", "decision.tls.cert_file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "sekisho.yaml")
+			if err := os.WriteFile(cfg, []byte(tt.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 1 {
+				t.Fatalf("check: exit %d, want 1; stdout %q", code, out.String())
+			}
+			problem, _, _ := strings.Cut(errb.String(), "\n")
+			if !strings.HasPrefix(problem, cfg+tt.line+" "+tt.key+": open "+dir) || !strings.Contains(problem, "no such file") {
+				t.Fatalf("check output = %q, want %s%s %s: and the missing file", errb.String(), cfg, tt.line, tt.key)
+			}
+
+			p := start(t, "serve", "--config", cfg)
+			select {
+			case err := <-p.done:
+				p.done <- err
+				if err == nil {
+					t.Fatal("serve exited 0 with missing certificates")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve kept running with missing certificates")
+			}
+			if !strings.Contains(p.out.String(), problem) {
+				t.Errorf("serve output does not carry check's problem %q:\n%s", problem, p.out.String())
+			}
+		})
+	}
+}
+
 func TestUsageAndVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "Usage") {
