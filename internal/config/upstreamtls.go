@@ -2,9 +2,8 @@ package config
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"os"
 
+	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/proxy"
 )
 
@@ -32,26 +31,20 @@ func (c *compiler) upstreamTLS(r *Route, backends []proxy.Backend, at []any) (*t
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		switch {
-		case err != nil:
+		pool, err := listen.LoadCAPool(t.CAFile)
+		if err != nil {
 			c.addf(append(at, "ca_file"), "%v", err)
-		default:
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				c.addf(append(at, "ca_file"), "%s holds no PEM certificate", t.CAFile)
-			}
-			conf.RootCAs = pool
 		}
+		conf.RootCAs = pool
 	}
 	switch {
 	case t.CertFile == "" && t.KeyFile == "":
 	case t.CertFile == "" || t.KeyFile == "":
 		c.addf(at, "cert_file and key_file go together")
 	default:
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := listen.LoadKeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			c.addf(append(at, "cert_file"), "client certificate %s with key %s: %v", t.CertFile, t.KeyFile, err)
+			c.addProblems(at, []listen.Problem{listen.FileProblem("", err)})
 			break
 		}
 		conf.Certificates = []tls.Certificate{cert}

@@ -165,6 +165,9 @@ func (e *FileError) Unwrap() error { return e.Err }
 func FileProblem(section string, err error) Problem {
 	var fe *FileError
 	if errors.As(err, &fe) {
+		if section == "" {
+			return Problem{Key: fe.Key, Msg: fe.Err.Error()}
+		}
 		return Problem{Key: section + "." + fe.Key, Msg: fe.Err.Error()}
 	}
 	return Problem{Key: section, Msg: err.Error()}

@@ -107,6 +107,9 @@ func TestLoadKeyPairBlamesOneFile(t *testing.T) {
 	if p := FileProblem("tls", err); p.Key != "tls.key_file" || !strings.Contains(p.Msg, keyFile) {
 		t.Errorf("FileProblem = %+v", p)
 	}
+	if p := FileProblem("", err); p.Key != "key_file" {
+		t.Errorf("FileProblem without a section = %+v", p)
+	}
 	if p := FileProblem("tls", errors.New("other")); p.Key != "tls" {
 		t.Errorf("FileProblem of a plain error = %+v", p)
 	}
