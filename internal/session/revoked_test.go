@@ -95,3 +95,30 @@ func TestCookieStoreRevocationExpires(t *testing.T) {
 		t.Errorf("revoked entries = %d after a sign-out without session, want 1", got)
 	}
 }
+
+// TestCookieStoreUseRevocations: a store built on a reload with the old
+// store's revocations refuses cookies signed out at the old one, and
+// records its own sign-outs where the old one sees them.
+func TestCookieStoreUseRevocations(t *testing.T) {
+	clk := newClock()
+	codec := newCodec(t, CodecOptions{})
+	old := NewCookieStore(codec, StoreOptions{Now: clk.Now})
+	before, after := save(t, old, typicalSession("s1")), save(t, old, typicalSession("s2"))
+	if err := old.Delete(context.Background(), httptest.NewRecorder(), requestWith(before...)); err != nil {
+		t.Fatal(err)
+	}
+	cur := NewCookieStore(codec, StoreOptions{Now: clk.Now})
+	cur.UseRevocations(old.Revocations())
+	if _, err := load(cur, before); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("cookie signed out before the rebuild: %v, want ErrRevoked", err)
+	}
+	if err := cur.Delete(context.Background(), httptest.NewRecorder(), requestWith(after...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(old, after); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("cookie signed out at the new store, at the old one: %v, want ErrRevoked", err)
+	}
+	if fresh := NewCookieStore(codec, StoreOptions{Now: clk.Now}); fresh.Revocations().set == old.Revocations().set {
+		t.Error("a new store shares revocations it was not given")
+	}
+}
