@@ -3,7 +3,6 @@ package config
 import (
 	"context"
 	"errors"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -26,7 +25,6 @@ const (
 // compileAuth builds the credential chain, the upstream identity headers
 // and the assertion signer.
 func (c *compiler) compileAuth(s *Snapshot, f *File) {
-	prev := c.opts.Previous
 	s.Realm = f.Realm
 	if s.Realm == "" {
 		s.Realm = "sekisho"
@@ -41,11 +39,8 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		f.JWT[i].HMACSecretFile = c.path(f.JWT[i].HMACSecretFile)
 		hmacFiles[i] = f.JWT[i].HMACSecretFile
 	}
-	s.jwtFiles = fileDigest(hmacFiles...)
 	if len(f.JWT) > 0 {
-		if prev != nil && prev.Authn != nil && prev.Authn.JWT != nil && reflect.DeepEqual(prev.File.JWT, f.JWT) && prev.jwtFiles == s.jwtFiles && prev.ownJWT.Load() {
-			chain.JWT = prev.Authn.JWT // ownership moves in takeOver
-		} else {
+		a, err := share(c.refs, "jwt", f.JWT, hmacFiles, func() (*jwtauth.Authenticator, func(), error) {
 			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{
 				HTTPClient:   c.opts.HTTPClient,
 				Logger:       c.opts.Logger,
@@ -53,11 +48,14 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 				OnKeyRefresh: c.opts.OnJWKSRefresh,
 			})
 			if err != nil {
-				c.addf([]any{"jwt"}, "%v", err)
-			} else {
-				chain.JWT = a
-				s.ownJWT.Store(true)
+				return nil, nil, err
 			}
+			return a, a.Close, nil
+		})
+		if err != nil {
+			c.addf([]any{"jwt"}, "%v", err)
+		} else {
+			chain.JWT = a
 		}
 	}
 
@@ -96,16 +94,16 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		}
 		strip = append(strip, a.Header)
 		s.AssertionHeader = a.Header
-		s.assertionFiles = fileDigest(a.KeyFile)
-		if prev != nil && prev.Assertion != nil && prev.File.UpstreamIdentity.Assertion != nil && *prev.File.UpstreamIdentity.Assertion == *a && prev.assertionFiles == s.assertionFiles {
-			s.Assertion = prev.Assertion
-		} else {
+		// Without a key_file the key is made here, and kept as long as
+		// the settings are unchanged.
+		signer, err := share(c.refs, "assertion", a, []string{a.KeyFile}, func() (*assertion.Signer, func(), error) {
 			signer, err := assertion.NewSigner(a.KeyFile, a.Issuer, a.TTL)
-			if err != nil {
-				c.addf([]any{"upstream_identity", "assertion"}, "%v", err)
-			}
-			s.Assertion = signer
+			return signer, nil, err
+		})
+		if err != nil {
+			c.addf([]any{"upstream_identity", "assertion"}, "%v", err)
 		}
+		s.Assertion = signer
 	}
 	s.Strip = s.Strip.With(strip...)
 	s.Hidden = s.Strip.With(f.Credentials.Header)

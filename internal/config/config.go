@@ -7,7 +7,6 @@ package config
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -33,6 +31,7 @@ import (
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/proxy"
+	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/route"
 )
 
@@ -49,11 +48,15 @@ type Options struct {
 	// (metrics): see jwtauth.Options.
 	OnJWTUnknownKID func(issuer string)
 	OnJWKSRefresh   func(issuer, result string)
-	// Previous is the snapshot being replaced, if any. Parts whose
-	// configuration did not change (the JWT verifier with its fetched keys
-	// and verified-token cache, the assertion key) are carried over instead
-	// of rebuilt, so a reload never empties a cache or changes a key.
-	Previous *Snapshot
+	// Reuse shares parts between the snapshots compiled with it: a part
+	// whose configuration section and secret files did not change (the JWT
+	// verifier with its fetched keys and verified-token cache, the login
+	// service with its sessions, the assertion key, a route's upstream pool
+	// with its warm connections) is the very same one in the next snapshot,
+	// so a reload never empties a cache or changes a key. The process that
+	// reloads owns one pool for its lifetime. When nil, the snapshot gets a
+	// pool of its own and shares nothing.
+	Reuse *reuse.Pool
 	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
 	HTTPClient *http.Client
 }
@@ -89,20 +92,10 @@ type Snapshot struct {
 	// Auth is browser login; nil without providers.
 	Auth *Auth
 
-	pools []*proxy.Pool // owned: closed with the snapshot
-	// carried are pools reused from the previous snapshot; they become
-	// owned in takeOver, once this snapshot has compiled.
-	carried   []*proxy.Pool
-	poolByKey map[string]*proxy.Pool
-	// ownJWT and ownAuth are false once a newer snapshot has taken the
-	// verifier or the login service over.
-	ownJWT  atomic.Bool
-	ownAuth atomic.Bool
-	// jwtFiles and assertionFiles digest the secret files the verifier and
-	// the signer were built from, so a reload carries them over only while
-	// those files are unchanged.
-	jwtFiles       [sha256.Size]byte
-	assertionFiles [sha256.Size]byte
+	// refs are the snapshot's references on the shared parts it uses (JWT
+	// verifier, login service, assertion signer, upstream pools); Close
+	// gives them back.
+	refs *reuse.Refs
 }
 
 // CompiledRoute is what the gateway needs once a request matched a route.
@@ -134,19 +127,13 @@ type CompiledRoute struct {
 	Upgrades []string
 }
 
-// Close releases what the snapshot holds (idle upstream connections). It is
-// called after a newer snapshot has replaced this one; requests still running
-// on it finish normally.
+// Close gives back the snapshot's references on its shared parts; those
+// no other snapshot uses are closed (background key refresh stopped, idle
+// upstream connections closed). It is called after a newer snapshot has
+// replaced this one; requests still running on it finish normally. Calling
+// it again does nothing.
 func (s *Snapshot) Close() {
-	for _, p := range s.pools {
-		p.Close()
-	}
-	if s.Authn != nil && s.Authn.JWT != nil && s.ownJWT.Load() {
-		s.Authn.JWT.Close()
-	}
-	if s.Auth != nil && s.ownAuth.Load() {
-		s.Auth.close()
-	}
+	s.refs.Release()
 }
 
 // WaitReady waits until the JWT verifier has keys for every issuer and the
@@ -200,21 +187,6 @@ func (s *Snapshot) WatchFiles() []string {
 	return slices.DeleteFunc(files, func(name string) bool { return name == "" })
 }
 
-// fileDigest hashes the contents of files, so that a reload can tell a
-// rotated secret from an unchanged one behind the same path. A file that
-// cannot be read hashes as empty; compiling it reports why.
-func fileDigest(files ...string) [sha256.Size]byte {
-	h := sha256.New()
-	for _, name := range files {
-		data, _ := os.ReadFile(name)
-		fmt.Fprintf(h, "%d:", len(data))
-		h.Write(data)
-	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return sum
-}
-
 // Load reads, validates and compiles the config file at path.
 func Load(path string, opts Options) (*Snapshot, error) {
 	f, err := os.Open(path)
@@ -238,6 +210,9 @@ func Parse(data []byte, name, baseDir string, opts Options) (*Snapshot, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Reuse == nil {
+		opts.Reuse = reuse.NewPool(reuse.Options{})
+	}
 	c := &compiler{name: name, baseDir: baseDir, opts: opts}
 	file, err := c.decode(data)
 	if err != nil {
@@ -245,33 +220,13 @@ func Parse(data []byte, name, baseDir string, opts Options) (*Snapshot, error) {
 	}
 	snap := c.compile(file)
 	if len(c.problems) > 0 {
-		if snap != nil {
-			snap.Close()
-		}
+		// Gives back what the compile took: parts it built are closed,
+		// parts the running snapshot shares keep its references.
+		snap.Close()
 		return nil, &Error{Problems: c.problems}
 	}
 	snap.Source = name
-	snap.takeOver(opts.Previous)
 	return snap, nil
-}
-
-// takeOver moves ownership of the parts s carried over from prev, once s
-// has compiled: from now on s closes them and prev must not.
-func (s *Snapshot) takeOver(prev *Snapshot) {
-	if prev == nil {
-		return
-	}
-	if s.Authn != nil && prev.Authn != nil && s.Authn.JWT != nil && s.Authn.JWT == prev.Authn.JWT && prev.ownJWT.Swap(false) {
-		s.ownJWT.Store(true)
-	}
-	if s.Auth != nil && s.Auth == prev.Auth && prev.ownAuth.Swap(false) {
-		s.ownAuth.Store(true)
-	}
-	for _, p := range s.carried {
-		prev.pools = slices.DeleteFunc(prev.pools, func(q *proxy.Pool) bool { return q == p })
-		s.pools = append(s.pools, p)
-	}
-	s.carried = nil
 }
 
 // Decode parses config bytes into a File without compiling it: for settings
@@ -285,6 +240,7 @@ type compiler struct {
 	name     string
 	baseDir  string
 	opts     Options
+	refs     *reuse.Refs // the references the snapshot being compiled takes
 	root     *yaml.Node
 	problems []Problem
 }
@@ -362,7 +318,8 @@ func (c *compiler) yamlProblem(msg string) Problem {
 }
 
 func (c *compiler) compile(f *File) *Snapshot {
-	s := &Snapshot{File: f, poolByKey: map[string]*proxy.Pool{}}
+	c.refs = c.opts.Reuse.NewRefs()
+	s := &Snapshot{File: f, refs: c.refs}
 	c.checkListen(f)
 	c.checkDecision(f)
 	c.defaults(f)
@@ -499,49 +456,75 @@ func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
 	}
 	// A route whose upstream settings did not change keeps its pool across
 	// a reload: warm upstream connections and passive health state survive.
-	key := poolKey(r, backends, retries)
-	if prev := c.opts.Previous; prev != nil {
-		if p, ok := prev.poolByKey[key]; ok && slices.Contains(prev.pools, p) {
-			s.poolByKey[key] = p
-			s.carried = append(s.carried, p)
-			return p
+	// Upstream TLS files count by content, so a renewed certificate or a
+	// new CA behind the same path builds a new pool.
+	section := poolSection{Route: r.Name, Timeout: r.Timeout, Retries: retries, RewriteHost: r.RewriteHost, TLS: r.UpstreamTLS}
+	var files []string
+	for _, be := range backends {
+		section.Backends = append(section.Backends, backendSection{URL: be.URL.String(), Weight: be.Weight})
+	}
+	if t := r.UpstreamTLS; t != nil {
+		files = []string{t.CAFile, t.CertFile, t.KeyFile}
+	}
+	p, err := share(c.refs, "upstream pool", section, files, func() (*proxy.Pool, func(), error) {
+		name := r.Name
+		var onErr func(string, string)
+		if c.opts.OnUpstreamError != nil {
+			onErr = func(backend, kind string) { c.opts.OnUpstreamError(name, backend, kind) }
 		}
-	}
-	name := r.Name
-	var onErr func(string, string)
-	if c.opts.OnUpstreamError != nil {
-		onErr = func(backend, kind string) { c.opts.OnUpstreamError(name, backend, kind) }
-	}
-	p, err := proxy.New(r.Name, backends, proxy.Options{
-		Timeout:         r.Timeout,
-		Retries:         retries,
-		RewriteHost:     r.RewriteHost,
-		TLS:             tlsConf,
-		Logger:          c.opts.Logger,
-		OnUpstreamError: onErr,
+		p, err := proxy.New(r.Name, backends, proxy.Options{
+			Timeout:         r.Timeout,
+			Retries:         retries,
+			RewriteHost:     r.RewriteHost,
+			TLS:             tlsConf,
+			Logger:          c.opts.Logger,
+			OnUpstreamError: onErr,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
 	})
 	if err != nil {
 		c.addf(append(at, "to"), "%v", err)
 		return nil
 	}
-	s.pools = append(s.pools, p)
-	s.poolByKey[key] = p
 	return p
 }
 
-// poolKey identifies everything a pool is built from.
-func poolKey(r *Route, backends []proxy.Backend, retries int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%d|%t", r.Name, r.Timeout, retries, r.RewriteHost)
-	for _, be := range backends {
-		fmt.Fprintf(&b, "|%s=%d", be.URL, be.Weight)
+// poolSection is everything a route's upstream pool is built from.
+type poolSection struct {
+	Route       string
+	Timeout     time.Duration
+	Retries     int
+	RewriteHost bool
+	Backends    []backendSection
+	TLS         *UpstreamTLS
+}
+
+// backendSection is one backend of a poolSection; the URL is a string so
+// that every part of it (user info too) counts.
+type backendSection struct {
+	URL    string
+	Weight int
+}
+
+// errProblems is returned by a build that recorded its problems itself.
+var errProblems = errors.New("the configuration has problems")
+
+// share returns the shared part of the given kind built from section and
+// the secret files it names: the one a running snapshot holds when both
+// are unchanged, else a new one from build. refs (those of the snapshot
+// being compiled) take a reference on it, given back by the snapshot's
+// Close, or at once if the compile fails.
+func share[T any](refs *reuse.Refs, kind string, section any, files []string, build func() (T, func(), error)) (T, error) {
+	key, err := reuse.KeyOf(kind, section, files...)
+	if err != nil {
+		var zero T
+		return zero, err
 	}
-	// Upstream TLS files count by content, so a renewed certificate or a
-	// new CA behind the same path builds a new pool on reload.
-	if t := r.UpstreamTLS; t != nil {
-		fmt.Fprintf(&b, "|tls=%s,%x", t.ServerName, fileDigest(t.CAFile, t.CertFile, t.KeyFile))
-	}
-	return b.String()
+	v, _, err := reuse.Get(refs, key, build)
+	return v, err
 }
 
 // parseUpstream parses a `to:` URL; the proxy stage validates it (scheme,

@@ -294,6 +294,8 @@ func TestLoginConfigProblems(t *testing.T) {
 // service when their settings did not change, that the old snapshot then no
 // longer closes them, and that a failed reload takes nothing away.
 func TestCarryOver(t *testing.T) {
+	pool, closes := newReusePool()
+	opts := Options{Reuse: pool}
 	src := `
 listen: {http: "127.0.0.1:18999"}
 jwt: [{issuer: "https://127.0.0.1:1", audiences: [x]}]
@@ -301,18 +303,19 @@ providers: [{name: dev, builtin: {users: [{email: a@example.com, password: x}]}}
 routes:
   - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
 `
-	a, err := Parse([]byte(src), "a.yaml", ".", Options{})
+	a, err := Parse([]byte(src), "a.yaml", ".", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	held := pool.Len()
 	bad := src + "  - {name: b, match: {path: /b}, to: builtin:echo, alow: []}\n"
-	if _, err := Parse([]byte(bad), "bad.yaml", ".", Options{Previous: a}); err == nil {
+	if _, err := Parse([]byte(bad), "bad.yaml", ".", opts); err == nil {
 		t.Fatal("bad config accepted")
 	}
-	if !a.ownJWT.Load() || !a.ownAuth.Load() {
-		t.Fatal("a failed reload took ownership away from the running snapshot")
+	if pool.Len() != held || len(closes.take()) != 0 {
+		t.Fatal("a failed reload closed or took parts of the running snapshot")
 	}
-	b, err := Parse([]byte(src+"  - {name: b, match: {path: /b}, to: builtin:echo, public: true}\n"), "b.yaml", ".", Options{Previous: a})
+	b, err := Parse([]byte(src+"  - {name: b, match: {path: /b}, to: builtin:echo, public: true}\n"), "b.yaml", ".", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,14 +323,14 @@ routes:
 	if b.Authn.JWT != a.Authn.JWT || b.Auth != a.Auth {
 		t.Fatal("unchanged JWT and login settings were rebuilt instead of carried over")
 	}
-	if a.ownJWT.Load() || a.ownAuth.Load() || !b.ownJWT.Load() || !b.ownAuth.Load() {
-		t.Fatal("ownership did not move to the new snapshot")
-	}
 	a.Close() // must not close what b uses
+	if got := closes.take(); len(got) != 0 {
+		t.Fatalf("closing the old snapshot closed %d parts the new one uses", len(got))
+	}
 	if b.Auth.Login == nil {
 		t.Fatal("login gone")
 	}
-	c, err := Parse([]byte(strings.Replace(src, "audiences: [x]", "audiences: [y]", 1)), "c.yaml", ".", Options{Previous: b})
+	c, err := Parse([]byte(strings.Replace(src, "audiences: [x]", "audiences: [y]", 1)), "c.yaml", ".", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,13 +347,15 @@ routes:
 // settings did not change (warm connections, health state), builds a new
 // one when they did, and the old snapshot's Close leaves carried pools alone.
 func TestPoolsCarriedOver(t *testing.T) {
+	pool, closes := newReusePool()
+	opts := Options{Reuse: pool}
 	src := `
 listen: {http: "127.0.0.1:0"}
 routes:
   - {name: a, match: {path: /a}, to: "http://127.0.0.1:1", public: true}
   - {name: b, match: {path: /b}, to: "http://127.0.0.1:2", public: true}
 `
-	a, err := Parse([]byte(src), "a.yaml", ".", Options{})
+	a, err := Parse([]byte(src), "a.yaml", ".", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,13 +363,13 @@ routes:
 		rt, _, _ := s.Routes.Match("x", path, "GET", nil)
 		return rt.Upstream
 	}
-	if _, err := Parse([]byte(src+"  - {name: c, match: {path: /c}, to: bad, public: true}\n"), "bad.yaml", ".", Options{Previous: a}); err == nil {
+	if _, err := Parse([]byte(src+"  - {name: c, match: {path: /c}, to: bad, public: true}\n"), "bad.yaml", ".", opts); err == nil {
 		t.Fatal("bad config accepted")
 	}
-	if len(a.pools) != 2 {
-		t.Fatalf("a failed reload took pools from the running snapshot: %d left", len(a.pools))
+	if pool.Len() != 2 || len(closes.take()) != 0 {
+		t.Fatalf("a failed reload took or closed pools of the running snapshot: %d left", pool.Len())
 	}
-	b, err := Parse([]byte(strings.Replace(src, "127.0.0.1:2", "127.0.0.1:3", 1)), "b.yaml", ".", Options{Previous: a})
+	b, err := Parse([]byte(strings.Replace(src, "127.0.0.1:2", "127.0.0.1:3", 1)), "b.yaml", ".", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,10 +380,10 @@ routes:
 	if upstream(b, "/b") == upstream(a, "/b") {
 		t.Error("route b's changed pool was reused")
 	}
-	if len(a.pools) != 1 || len(b.pools) != 2 {
-		t.Errorf("ownership: old snapshot owns %d pools (want 1), new owns %d (want 2)", len(a.pools), len(b.pools))
-	}
 	a.Close()
+	if got := closes.take(); len(got) != 1 || got[0] != any(upstream(a, "/b")) {
+		t.Errorf("closing the old snapshot closed %d pools, want only route b's old one", len(got))
+	}
 }
 
 // TestCarryOverFollowsSecretFiles: a reload whose settings are unchanged
@@ -405,26 +410,27 @@ session: {secret_file: session.key}
 routes:
   - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
 `
-	load := func(prev *Snapshot) *Snapshot {
+	pool, _ := newReusePool()
+	load := func() *Snapshot {
 		t.Helper()
-		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Previous: prev})
+		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Reuse: pool})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(s.Close)
 		return s
 	}
-	a := load(nil)
+	a := load()
 	if got, want := a.WatchFiles(), []string{keyFile, hmacFile}; !slices.Equal(got, want) {
 		t.Errorf("WatchFiles = %q, want %q", got, want)
 	}
-	b := load(a)
+	b := load()
 	if b.Auth != a.Auth || b.Authn.JWT != a.Authn.JWT {
 		t.Fatal("unchanged settings and files were rebuilt")
 	}
 	write(keyFile, strings.Repeat("cd", 32)+"\n"+strings.Repeat("ab", 32)+"\n")
 	write(hmacFile, strings.Repeat("t", 32))
-	c := load(b)
+	c := load()
 	if c.Auth == b.Auth {
 		t.Error("a rotated session key kept the login service built with the old one")
 	}

@@ -3,15 +3,15 @@ package config
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"reflect"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/devidp"
 	"github.com/sekisho/sekisho/internal/login"
+	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
 )
 
@@ -19,30 +19,31 @@ import (
 const DevIDPPrefix = "/.sekisho/dev/"
 
 // Auth is the browser-login part of a snapshot: the login service, its
-// session store and the built-in providers. It is kept across reloads that
-// do not change providers, session, login or listen, so a reload neither
-// logs everyone out nor forgets logins in progress.
+// session store and the built-in providers. It is shared across reloads
+// that change neither providers, session, login or listen nor the secret
+// files they name (session keys, client secrets), so a reload neither logs
+// everyone out nor forgets logins in progress, and a rotated key takes
+// effect.
 type Auth struct {
 	Login *login.Service
 	// DevIDPs maps a mount path (DevIDPPrefix + name + "/") to a built-in provider.
 	DevIDPs map[string]*devidp.Provider
 
-	key        authKey
 	cookieName string
 	cancel     context.CancelFunc
 	redis      *session.RedisStore
-	cookie     *session.CookieStore // its sign-outs carry over to the next one
+	cookie     *session.CookieStore
+	// refs hold the cookie stores' revocations, shared with the Auth this
+	// one replaces and the one that replaces it.
+	refs *reuse.Refs
 }
 
-// authKey is the configuration an Auth was built from, with a digest of
-// the secret files it read (session keys, client secrets), so that a
-// rotated key takes effect on reload.
-type authKey struct {
+// loginSection is the configuration an Auth is built from.
+type loginSection struct {
 	Providers []Provider
 	Session   Session
 	Login     Login
 	Listen    Listen
-	Secrets   [sha256.Size]byte
 }
 
 func (a *Auth) close() {
@@ -50,9 +51,10 @@ func (a *Auth) close() {
 	if a.redis != nil {
 		_ = a.redis.Close()
 	}
+	a.refs.Release()
 }
 
-// compileLogin builds (or carries over) the login service.
+// compileLogin builds the login service, or shares the running one.
 func (c *compiler) compileLogin(s *Snapshot, f *File) {
 	if len(f.Providers) == 0 {
 		for _, key := range []string{"session", "login"} {
@@ -68,16 +70,30 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		f.Providers[i].ClientSecretFile = c.path(f.Providers[i].ClientSecretFile)
 		secretFiles = append(secretFiles, f.Providers[i].ClientSecretFile)
 	}
-	key := authKey{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen, Secrets: fileDigest(secretFiles...)}
-	if prev := c.opts.Previous; prev != nil && prev.Auth != nil && reflect.DeepEqual(prev.Auth.key, key) && prev.ownAuth.Load() {
-		s.Auth = prev.Auth // ownership moves in takeOver
+	section := loginSection{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen}
+	a, err := share(c.refs, "login", section, secretFiles, func() (*Auth, func(), error) {
+		a := c.buildLogin(f)
+		if a == nil {
+			return nil, nil, errProblems
+		}
+		return a, a.close, nil
+	})
+	if err != nil {
+		if !errors.Is(err, errProblems) {
+			c.addf([]any{"providers"}, "%v", err)
+		}
 		return
 	}
+	s.Auth = a
+}
+
+// buildLogin builds the login service; nil when it recorded problems.
+func (c *compiler) buildLogin(f *File) (built *Auth) {
 	n := len(c.problems)
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Auth{key: key, cancel: cancel, DevIDPs: map[string]*devidp.Provider{}}
+	a := &Auth{cancel: cancel, DevIDPs: map[string]*devidp.Provider{}, refs: c.opts.Reuse.NewRefs()}
 	defer func() {
-		if len(c.problems) > n {
+		if len(c.problems) > n || built == nil {
 			a.close()
 		}
 	}()
@@ -105,7 +121,7 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		providers[i] = p.ProviderConfig
 	}
 	if len(c.problems) > n || codec == nil || store == nil {
-		return
+		return nil
 	}
 	svc, err := login.New(ctx, providers, login.Options{
 		PathPrefix:             f.Login.PathPrefix,
@@ -120,12 +136,11 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 	})
 	if err != nil {
 		c.addf([]any{"providers"}, "%v", err)
-		return
+		return nil
 	}
 	a.Login = svc
 	a.cookieName = orDefault(f.Session.Cookie, "_sekisho")
-	s.Auth = a
-	s.ownAuth.Store(true)
+	return a
 }
 
 // sessionSecure says whether session cookies are Secure: when sekisho serves
@@ -183,9 +198,17 @@ func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Cod
 	switch st := f.Session.Store; {
 	case st == "" || st == "cookie":
 		cs := session.NewCookieStore(codec, opts)
-		if prev := c.opts.Previous; prev != nil && prev.Auth != nil {
-			cs.KeepRevocations(prev.Auth.cookie)
+		// One list of signed-out sessions for as long as any login service
+		// keeps sessions in cookies: a reload that builds a new store must
+		// not make signed-out cookies valid again.
+		rev, err := share(a.refs, "cookie revocations", nil, nil, func() (*session.Revocations, func(), error) {
+			return cs.Revocations(), nil, nil
+		})
+		if err != nil {
+			c.addf([]any{"session"}, "%v", err)
+			return nil
 		}
+		cs.UseRevocations(rev)
 		a.cookie = cs
 		return cs
 	default:

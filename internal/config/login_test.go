@@ -34,16 +34,17 @@ routes:
   - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
 `
 	}
-	load := func(src string, prev *Snapshot) *Snapshot {
+	pool, _ := newReusePool()
+	load := func(src string) *Snapshot {
 		t.Helper()
-		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Previous: prev})
+		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Reuse: pool})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(s.Close)
 		return s
 	}
-	a := load(src("/bye"), nil)
+	a := load(src("/bye"))
 	rec := httptest.NewRecorder()
 	ctx := context.Background()
 	sess := &session.Session{ID: "s1", Provider: "dev", Identity: &identity.Identity{Subject: "a"}}
@@ -57,7 +58,7 @@ routes:
 	if err := a.Auth.cookie.Delete(ctx, httptest.NewRecorder(), req); err != nil {
 		t.Fatal(err)
 	}
-	b := load(src("/goodbye"), a)
+	b := load(src("/goodbye"))
 	if b.Auth == a.Auth || b.Auth.cookie == a.Auth.cookie {
 		t.Fatal("the login service was not rebuilt; the test needs a rebuild")
 	}

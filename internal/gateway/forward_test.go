@@ -484,7 +484,7 @@ routes:
 	}
 	reload := func() {
 		t.Helper()
-		next, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Previous: f.gw.Snapshot()})
+		next, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Reuse: f.reuse})
 		if err != nil {
 			t.Fatal(err)
 		}

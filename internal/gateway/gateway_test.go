@@ -14,6 +14,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/echo"
+	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/telemetry"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
@@ -59,6 +60,9 @@ type fixture struct {
 	srv     *httptest.Server
 	logs    *testutil.SyncBuffer
 	metrics *telemetry.Metrics
+	// reuse is the pool the fixture's snapshots share parts through;
+	// reloads in tests compile with it, as serve does.
+	reuse *reuse.Pool
 }
 
 func newFixture(t *testing.T, src string) *fixture {
@@ -66,7 +70,8 @@ func newFixture(t *testing.T, src string) *fixture {
 	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	m := telemetry.NewMetrics()
-	snap, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Logger: log, OnUpstreamError: m.UpstreamError})
+	pool := reuse.NewPool(reuse.Options{})
+	snap, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Logger: log, OnUpstreamError: m.UpstreamError, Reuse: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +79,7 @@ func newFixture(t *testing.T, src string) *fixture {
 	gw.Swap(snap)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() { srv.Close(); snap.Close() })
-	return &fixture{gw: gw, srv: srv, logs: logs, metrics: m}
+	return &fixture{gw: gw, srv: srv, logs: logs, metrics: m, reuse: pool}
 }
 
 // do sends a request with a raw request-target (so paths are not cleaned by

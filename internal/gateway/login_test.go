@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session/redistest"
 	"github.com/sekisho/sekisho/internal/telemetry"
 	"github.com/sekisho/sekisho/internal/testutil"
@@ -66,7 +67,8 @@ func newFixtureOn(t *testing.T, ln net.Listener, src, dir string) *fixture {
 	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	m := telemetry.NewMetrics()
-	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log})
+	pool := reuse.NewPool(reuse.Options{})
+	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log, Reuse: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func newFixtureOn(t *testing.T, ln net.Listener, src, dir string) *fixture {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); gw.Snapshot().Close() })
-	return &fixture{gw: gw, srv: srv, logs: logs, metrics: m}
+	return &fixture{gw: gw, srv: srv, logs: logs, metrics: m, reuse: pool}
 }
 
 // browser is an HTTP client that follows redirects, keeps cookies and asks
@@ -255,7 +257,7 @@ func TestSessionSurvivesReload(t *testing.T) {
 	// service (and its key) is carried over.
 	prev := lg.gw.Snapshot()
 	src := fmt.Sprintf("listen: {http: \"127.0.0.1:%s\"}\n%s  - {name: extra, match: {path: /extra}, to: builtin:echo, public: true}\n", lg.port, loginRoutes)
-	next, err := config.Parse([]byte(src), "test.yaml", lg.dir, config.Options{Previous: prev})
+	next, err := config.Parse([]byte(src), "test.yaml", lg.dir, config.Options{Reuse: lg.reuse})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/sekisho/sekisho/internal/decision"
 	"github.com/sekisho/sekisho/internal/gateway"
 	"github.com/sekisho/sekisho/internal/listen"
+	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/telemetry"
 )
@@ -91,6 +92,9 @@ func Run(ctx context.Context, opts Options) error {
 		OnUpstreamError: inst.Metrics.UpstreamError,
 		OnJWTUnknownKID: inst.Metrics.JWTUnknownKID,
 		OnJWKSRefresh:   inst.Metrics.JWKSRefresh,
+		// One pool for the life of the process: each snapshot takes its
+		// parts from it, so a reload keeps the unchanged ones.
+		Reuse: reuse.NewPool(reuse.Options{}),
 	}
 
 	// The log settings are read first so that everything built from the
@@ -112,7 +116,7 @@ func Run(ctx context.Context, opts Options) error {
 	inst.log = log
 	inst.cfgOpts.Logger = log
 	session.SetRedisLogger(log)
-	snap, err := inst.load(nil)
+	snap, err := inst.load()
 	if err != nil {
 		return err
 	}
@@ -241,17 +245,16 @@ func (inst *Instance) logSettings() (*config.File, error) {
 // start or reload forever; its tokens get 401 until keys arrive).
 const keysWait = 10 * time.Second
 
-// load compiles the configuration, carrying unchanged parts over from prev,
-// and waits (bounded) for newly built JWT verifiers to have keys.
-func (inst *Instance) load(prev *config.Snapshot) (*config.Snapshot, error) {
-	opts := inst.cfgOpts
-	opts.Previous = prev
+// load compiles the configuration, sharing unchanged parts with the
+// running snapshot (through cfgOpts.Reuse), and waits (bounded) for newly
+// built JWT verifiers to have keys.
+func (inst *Instance) load() (*config.Snapshot, error) {
 	var snap *config.Snapshot
 	var err error
 	if inst.opts.ConfigPath != "" {
-		snap, err = config.Load(inst.opts.ConfigPath, opts)
+		snap, err = config.Load(inst.opts.ConfigPath, inst.cfgOpts)
 	} else {
-		snap, err = config.Parse(inst.opts.DefaultConfig, "embedded quickstart config", ".", opts)
+		snap, err = config.Parse(inst.opts.DefaultConfig, "embedded quickstart config", ".", inst.cfgOpts)
 	}
 	if err != nil {
 		return nil, err
@@ -269,8 +272,7 @@ func (inst *Instance) load(prev *config.Snapshot) (*config.Snapshot, error) {
 func (inst *Instance) Reload() error {
 	inst.reloadMu.Lock()
 	defer inst.reloadMu.Unlock()
-	cur := inst.Gateway.Snapshot()
-	snap, err := inst.load(cur)
+	snap, err := inst.load()
 	if err != nil {
 		inst.Metrics.Reload(false, 0)
 		inst.log.Error("config reload failed; keeping the running configuration", "config", inst.opts.ConfigPath, "error", err.Error())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,47 @@ func TestReloadReportsStartOnlySettings(t *testing.T) {
 				t.Errorf("debug logging enabled = %v, want %v", got, tt.wantDebug)
 			}
 		})
+	}
+}
+
+// TestReloadSharesParts: the process keeps one pool of shared parts, so a
+// reload keeps an unchanged route's upstream pool, a failed reload keeps
+// the running one, a changed route gets a new one, and the replaced
+// snapshot gives its parts back (the pool does not grow with reloads).
+func TestReloadSharesParts(t *testing.T) {
+	src := reloadBase + "  - {name: up, match: {path_prefix: /up}, to: \"http://127.0.0.1:1\", public: true}\n"
+	inst, _ := startInstance(t, src)
+	upstream := func() http.Handler {
+		t.Helper()
+		rt, _, ok := inst.Gateway.Snapshot().Routes.Match("gw.test", "/up", "GET", nil)
+		if !ok {
+			t.Fatal("route up is gone")
+		}
+		return rt.Upstream
+	}
+	pool := inst.cfgOpts.Reuse
+	first, held := upstream(), pool.Len()
+	for _, tt := range []struct {
+		name  string
+		src   string
+		fails bool
+		same  bool
+		parts int // shared parts held after the reload
+	}{
+		{"unchanged", src, false, true, held},
+		{"failed reload", src + "  - {name: bad, match: {path: /bad}, to: bad, public: true}\n", true, true, held},
+		{"another route", src + "  - {name: more, match: {path: /more}, to: builtin:echo, public: true}\n", false, true, held + 1},
+		{"upstream changed", strings.Replace(src, "127.0.0.1:1\"", "127.0.0.1:2\"", 1), false, false, held},
+	} {
+		inst.opts.DefaultConfig = []byte(tt.src) // no reload runs concurrently
+		if err := inst.Reload(); (err != nil) != tt.fails {
+			t.Fatalf("%s: Reload = %v", tt.name, err)
+		}
+		if got := upstream() == first; got != tt.same {
+			t.Errorf("%s: same upstream pool = %v, want %v", tt.name, got, tt.same)
+		}
+		if got := pool.Len(); got != tt.parts {
+			t.Errorf("%s: %d shared parts after the reload, want %d", tt.name, got, tt.parts)
+		}
 	}
 }

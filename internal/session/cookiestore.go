@@ -50,15 +50,6 @@ func (s *CookieStore) Revocations() *Revocations {
 	return &Revocations{set: s.revoked}
 }
 
-// KeepRevocations makes s honour the sign-outs prev recorded, and share
-// later ones with it: a reload that builds a new store must not make
-// signed-out cookies (sealed with the same keys) valid again.
-func (s *CookieStore) KeepRevocations(prev *CookieStore) {
-	if prev != nil {
-		s.revoked = prev.revoked
-	}
-}
-
 // UseRevocations makes s honour the sign-outs in r and record later ones
 // there, shared with every store using r. Call it before s is used.
 func (s *CookieStore) UseRevocations(r *Revocations) {
