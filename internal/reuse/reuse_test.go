@@ -164,6 +164,10 @@ func TestPool(t *testing.T) {
 				t.Errorf("closed %d times, want 1", a.closed.Load())
 			}
 		}},
+		{"Release on nil", func(*testing.T, *Pool, *atomic.Int32) {
+			var r *Refs // a snapshot that never compiled
+			r.Release()
+		}},
 		{"Get after Release", func(t *testing.T, p *Pool, builds *atomic.Int32) {
 			r := p.NewRefs()
 			r.Release()
