@@ -55,7 +55,7 @@ var stages = []struct {
 
 // helpers are the small packages any stage may use. They use no stage back,
 // or every stage would depend on every other through them.
-var helpers = []string{"internal/admin", "internal/echo", "internal/expset", "internal/httperr", "internal/reqinfo", "internal/telemetry"}
+var helpers = []string{"internal/admin", "internal/echo", "internal/expset", "internal/httperr", "internal/reqinfo", "internal/reuse", "internal/telemetry"}
 
 // devidp is the built-in development OpenID provider.
 const devidp = "internal/devidp"
