@@ -91,9 +91,11 @@ func MethodOverride(h http.Header) (name, value string, n int) {
 // QueryMethodOverride finds `_method` parameters in a raw query string:
 // Laravel and Symfony (and Spring's HiddenHttpMethodFilter) run a POST
 // with ?_method=DELETE as DELETE. Names match the way PHP reads them:
-// percent-decoded, '+' as space, leading spaces dropped, and ' ', '.' or
-// '[' as the leading '_'; the rest in any case. n is how many there are,
-// value the first one's decoded value ("" when it does not decode).
+// percent-decoded, '+' as space, cut at a NUL ("_method%00" is
+// "_method"), leading spaces dropped, ' ', '.' or '[' as the leading '_',
+// and an array suffix ignored ("_method[]"); the rest in any case. n is how
+// many there are, value the first one's decoded value ("" when it does not
+// decode).
 func QueryMethodOverride(rawQuery string) (value string, n int) {
 	for q := rawQuery; q != ""; {
 		var part string
@@ -123,7 +125,13 @@ func isMethodParam(k string) bool {
 		}
 		k = d
 	}
+	if i := strings.IndexByte(k, 0); i >= 0 {
+		k = k[:i] // PHP reads a name up to its first NUL
+	}
 	k = strings.TrimLeft(k, " ")
+	if len(k) > len("_method") && k[len("_method")] == '[' {
+		k = k[:len("_method")] // "_method[]", "_method[x]": an array named _method
+	}
 	if len(k) != len("_method") || strings.IndexByte("_ .[", k[0]) < 0 {
 		return false
 	}

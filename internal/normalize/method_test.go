@@ -152,6 +152,12 @@ var queryOverrideCases = []struct {
 	{"_methods=DELETE", "", 0},
 	{"_method", "", 1},
 	{"%ZZmethod=DELETE", "", 0},
+	{"_method%00=DELETE", "DELETE", 1},  // PHP cuts a name at NUL
+	{"_method%00x=DELETE", "DELETE", 1}, // whatever follows it
+	{"_method[]=DELETE", "DELETE", 1},   // an array named _method
+	{"_method%5Bx%5D=DELETE", "DELETE", 1},
+	{"%00_method=DELETE", "", 0},
+	{"_meth%00od=DELETE", "", 0},
 }
 
 func TestQueryMethodOverride(t *testing.T) {
@@ -179,7 +185,11 @@ func FuzzQueryMethodOverride(f *testing.F) {
 			if err != nil {
 				continue
 			}
+			d, _, _ = strings.Cut(d, "\x00")
 			d = strings.TrimLeft(d, " ")
+			if len(d) > 7 && d[7] == '[' {
+				d = d[:7]
+			}
 			if len(d) == 7 && strings.ContainsRune("_ .[", rune(d[0])) && strings.EqualFold(d[1:], "method") {
 				found++
 			}
