@@ -39,9 +39,11 @@ const (
 var ErrUnavailable = errors.New("session store unavailable")
 
 // SessionAuthenticator authenticates a browser session (internal/login). It
-// may write cookies (activity, refreshed tokens) on w.
+// returns the session cookie updates for the browser (activity, refreshed
+// tokens, an ended session cleared), with an error too, for the caller to
+// relay on whatever it answers.
 type SessionAuthenticator interface {
-	Authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*identity.Identity, error)
+	Authenticate(ctx context.Context, r *http.Request) (*identity.Identity, []*http.Cookie, error)
 }
 
 // Chain authenticates bearer credentials. It is immutable and part of a
@@ -90,26 +92,26 @@ func (c *Chain) Credential(r *http.Request) (string, Source) {
 // credential first, else the browser session. (nil, SourceNone, nil) means
 // anonymous; an error wraps ErrInvalidCredentials when a credential was
 // presented but does not verify, or ErrUnavailable when the session store
-// cannot answer. The error's text is safe to log. w receives session
-// cookie updates.
-func (c *Chain) Authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*identity.Identity, Source, error) {
+// cannot answer. The error's text is safe to log. cookies are the session
+// cookie updates for the browser, whatever the outcome.
+func (c *Chain) Authenticate(ctx context.Context, r *http.Request) (id *identity.Identity, src Source, cookies []*http.Cookie, err error) {
 	token, src := c.Credential(r)
 	if src != SourceNone {
 		id, err := c.Token(ctx, token)
-		return id, src, err
+		return id, src, nil, err
 	}
 	if c.Session == nil {
-		return nil, SourceNone, nil
+		return nil, SourceNone, nil, nil
 	}
-	id, err := c.Session.Authenticate(ctx, w, r)
+	id, cookies, err = c.Session.Authenticate(ctx, r)
 	switch {
 	case err == nil:
-		return id, SourceSession, nil
+		return id, SourceSession, cookies, nil
 	case errors.Is(err, session.ErrUnavailable):
-		return nil, SourceNone, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, SourceNone, cookies, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:
 		// No, expired, revoked or unreadable session: sign in again.
-		return nil, SourceNone, nil
+		return nil, SourceNone, cookies, nil
 	}
 }
 
@@ -143,47 +145,60 @@ func (c *Chain) Token(ctx context.Context, token string) (*identity.Identity, er
 	return id, nil
 }
 
-// RemoveCredential deletes the credential found at src from r, so that a
-// token sekisho consumed is not passed on to an upstream that did not ask
-// for it.
-func (c *Chain) RemoveCredential(r *http.Request, src Source) {
+// CredentialHeader is the request header that carried a credential found
+// at src, which an upstream that did not ask for it must not get: "" for a
+// cookie (see UpstreamCookies) or no credential.
+func (c *Chain) CredentialHeader(src Source) string {
 	switch src {
 	case SourceAuthorization:
-		r.Header.Del("Authorization")
+		return "Authorization"
 	case SourceHeader:
-		r.Header.Del(c.Header)
-	case SourceCookie:
-		removeCookies(r, func(name string) bool { return name == c.Cookie })
+		return http.CanonicalHeaderKey(c.Header)
 	}
+	return ""
 }
 
-// RemoveSessionCookies deletes sekisho's own session cookies (every chunk)
-// from r: an upstream has no use for them and must never see them.
-func (c *Chain) RemoveSessionCookies(r *http.Request) {
+// UpstreamCookies returns the Cookie header lines as an upstream may see
+// them: without sekisho's own session cookies (every chunk), which an
+// upstream has no use for, and without the token cookie when consumed is
+// SourceCookie (the credential sekisho consumed). changed is false, and
+// lines returned as they are, when nothing is dropped; an empty result
+// means no Cookie header is left.
+func (c *Chain) UpstreamCookies(lines []string, consumed Source) (out []string, changed bool) {
+	dropToken := consumed == SourceCookie && c.Cookie != ""
 	base := c.SessionCookie
-	if base == "" {
-		return
-	}
-	for _, line := range r.Header["Cookie"] {
-		if strings.Contains(line, base) {
-			removeCookies(r, func(name string) bool {
-				if name == base {
-					return true
-				}
-				rest, ok := strings.CutPrefix(name, base+"_")
-				return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
-			})
-			return
+	dropSession := false
+	if base != "" {
+		for _, line := range lines {
+			if strings.Contains(line, base) {
+				dropSession = true
+				break
+			}
 		}
 	}
+	if !dropToken && !dropSession {
+		return lines, false
+	}
+	return removeCookies(lines, func(name string) bool {
+		if dropToken && name == c.Cookie {
+			return true
+		}
+		if !dropSession {
+			return false
+		}
+		if name == base {
+			return true
+		}
+		rest, ok := strings.CutPrefix(name, base+"_")
+		return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
+	})
 }
 
-// removeCookies rewrites the Cookie header lines without the cookies drop
+// removeCookies returns the Cookie header lines without the cookies drop
 // names. It works on the text (name=value pairs separated by ';') rather
 // than parsing and re-serializing every cookie: it runs on every request of
 // a signed-in browser, whose session cookie is several kilobytes.
-func removeCookies(r *http.Request, drop func(name string) bool) {
-	lines := r.Header["Cookie"]
+func removeCookies(lines []string, drop func(name string) bool) ([]string, bool) {
 	out := make([]string, 0, len(lines))
 	changed := false
 	for _, line := range lines {
@@ -208,11 +223,7 @@ func removeCookies(r *http.Request, drop func(name string) bool) {
 		}
 	}
 	if !changed {
-		return
+		return lines, false
 	}
-	if len(out) == 0 {
-		r.Header.Del("Cookie")
-		return
-	}
-	r.Header["Cookie"] = out
+	return out, true
 }

@@ -2,44 +2,57 @@ package authn
 
 import (
 	"net/http/httptest"
+	"slices"
 	"testing"
 )
 
-func TestRemoveSessionCookies(t *testing.T) {
+func TestUpstreamCookies(t *testing.T) {
 	c := &Chain{SessionCookie: "_sekisho", Cookie: "access_token"}
 	tests := []struct {
-		name string
-		in   []string
-		want []string // nil: no Cookie header left
+		name     string
+		in       []string
+		consumed Source
+		want     []string // nil: no Cookie header left
+		changed  bool
 	}{
-		{"only chunks", []string{"_sekisho=a; _sekisho_1=b"}, nil},
-		{"others kept in order", []string{"theme=dark; _sekisho=a;lang=ja ; _sekisho_1=b; _sekisho_x=keep"}, []string{"theme=dark; lang=ja; _sekisho_x=keep"}},
-		{"lookalikes kept", []string{"_sekisho_=1; x_sekisho=2; _sekisho_1a=3"}, []string{"_sekisho_=1; x_sekisho=2; _sekisho_1a=3"}},
-		{"several header lines", []string{"_sekisho=a", "b=2"}, []string{"b=2"}},
-		{"no session cookie", []string{"a=1; b=2"}, []string{"a=1; b=2"}},
+		{"only chunks", []string{"_sekisho=a; _sekisho_1=b"}, SourceNone, nil, true},
+		{"others kept in order", []string{"theme=dark; _sekisho=a;lang=ja ; _sekisho_1=b; _sekisho_x=keep"}, SourceNone, []string{"theme=dark; lang=ja; _sekisho_x=keep"}, true},
+		{"lookalikes kept", []string{"_sekisho_=1; x_sekisho=2; _sekisho_1a=3"}, SourceNone, []string{"_sekisho_=1; x_sekisho=2; _sekisho_1a=3"}, false},
+		{"several header lines", []string{"_sekisho=a", "b=2"}, SourceNone, []string{"b=2"}, true},
+		{"no session cookie", []string{"a=1; b=2"}, SourceNone, []string{"a=1; b=2"}, false},
+		{"spacing kept when nothing is dropped", []string{"a=1;b=2"}, SourceNone, []string{"a=1;b=2"}, false},
+		// The token cookie is removed only when it was the credential used.
+		{"token cookie consumed", []string{"access_token=t; keep=1"}, SourceCookie, []string{"keep=1"}, true},
+		{"token cookie not consumed", []string{"access_token=t; keep=1"}, SourceAuthorization, []string{"access_token=t; keep=1"}, false},
+		{"token and session cookies", []string{"access_token=t; _sekisho=a", "keep=1; _sekisho_1=b"}, SourceCookie, []string{"keep=1"}, true},
+		{"no Cookie header", nil, SourceCookie, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.Header["Cookie"] = append([]string(nil), tt.in...)
-			c.RemoveSessionCookies(r)
-			got := r.Header["Cookie"]
-			if len(got) != len(tt.want) {
-				t.Fatalf("Cookie = %q, want %q", got, tt.want)
+			in := append([]string(nil), tt.in...)
+			got, changed := c.UpstreamCookies(in, tt.consumed)
+			if changed != tt.changed || !slices.Equal(got, tt.want) {
+				t.Fatalf("UpstreamCookies = %q, %v; want %q, %v", got, changed, tt.want, tt.changed)
 			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("Cookie = %q, want %q", got, tt.want)
-				}
+			if !slices.Equal(in, tt.in) {
+				t.Fatalf("the request's lines were changed to %q", in)
 			}
 		})
 	}
-	// The token cookie is removed only when it was the credential used.
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Cookie", "access_token=t; keep=1")
-	c.RemoveCredential(r, SourceCookie)
-	if got := r.Header.Get("Cookie"); got != "keep=1" {
-		t.Errorf("after removing the token cookie: %q", got)
+}
+
+func TestCredentialHeader(t *testing.T) {
+	c := &Chain{Header: "x-api-key", Cookie: "access_token"}
+	for src, want := range map[Source]string{
+		SourceAuthorization: "Authorization",
+		SourceHeader:        "X-Api-Key", // the request's map key
+		SourceCookie:        "",
+		SourceSession:       "",
+		SourceNone:          "",
+	} {
+		if got := c.CredentialHeader(src); got != want {
+			t.Errorf("CredentialHeader(%v) = %q, want %q", src, got, want)
+		}
 	}
 }
 

@@ -16,16 +16,16 @@ import (
 // test controls what it answers and which cookies it writes.
 type fakeSessions struct{ down atomic.Bool }
 
-func (s *fakeSessions) Authenticate(_ context.Context, w http.ResponseWriter, r *http.Request) (*identity.Identity, error) {
+func (s *fakeSessions) Authenticate(_ context.Context, r *http.Request) (*identity.Identity, []*http.Cookie, error) {
 	if s.down.Load() {
-		return nil, fmt.Errorf("redis get: %w", session.ErrUnavailable)
+		return nil, nil, fmt.Errorf("redis get: %w", session.ErrUnavailable)
 	}
 	c, err := r.Cookie("_sekisho")
 	if err != nil || c.Value != "valid" {
-		return nil, errors.New("no session")
+		return nil, nil, errors.New("no session")
 	}
-	http.SetCookie(w, &http.Cookie{Name: "_sekisho", Value: "refreshed", Path: "/", HttpOnly: true})
-	return &identity.Identity{Subject: "s", Username: "sam@example.com", Email: "sam@example.com", Groups: []string{"admin"}, Method: identity.MethodSession}, nil
+	return &identity.Identity{Subject: "s", Username: "sam@example.com", Email: "sam@example.com", Groups: []string{"admin"}, Method: identity.MethodSession},
+		[]*http.Cookie{{Name: "_sekisho", Value: "refreshed", Path: "/", HttpOnly: true}}, nil
 }
 
 // TestSessions checks browser sessions in decision mode: the session

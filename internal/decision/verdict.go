@@ -25,23 +25,7 @@ type described struct {
 	// keepsHeaders: the proxy cannot drop request headers on sekisho's word
 	// (nginx, forward-auth), so what must be stripped is refused instead.
 	keepsHeaders bool
-	// cookies receives the session cookie updates the engine writes
-	// (activity, refreshed tokens), for the proxy to relay to the browser.
-	cookies headerRecorder
 }
-
-// headerRecorder is a ResponseWriter that only keeps headers; its map is
-// made on first use, so decisions without session cookies allocate nothing.
-type headerRecorder struct{ h http.Header }
-
-func (r *headerRecorder) Header() http.Header {
-	if r.h == nil {
-		r.h = http.Header{}
-	}
-	return r.h
-}
-func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (r *headerRecorder) WriteHeader(int)             {}
 
 func (d *described) set(method, scheme, host, target string, h http.Header) {
 	d.req.Method, d.req.Host, d.req.RequestURI, d.req.Header = method, host, target, h
@@ -75,8 +59,8 @@ type verdict struct {
 // decide runs the engine on d and works out the answer, exactly as the
 // gateway would for the same request.
 func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described) verdict {
-	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, ResponseWriter: &d.cookies, HeadersReachUpstream: d.keepsHeaders})
-	v := verdict{res: res, status: res.Outcome.Status(), cookies: d.cookies.h["Set-Cookie"]}
+	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, HeadersReachUpstream: d.keepsHeaders})
+	v := verdict{res: res, status: res.Outcome.Status(), cookies: setCookies(res.Cookies)}
 	if res.Outcome == engine.Allowed {
 		v.set, v.remove = upstreamChanges(snap, &res, d.req.Header)
 		if !d.keepsHeaders && res.OverrideHeader == "" {
@@ -102,42 +86,36 @@ func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described
 	return v
 }
 
-// upstreamChanges does to a copy of the described headers what the gateway
-// does to a request it forwards (drop the consumed credential, strip
-// spoofable identity headers and sekisho's session cookies, set the
-// identity), and returns the difference: headers to set (always every
-// identity header) and headers to remove.
+// upstreamChanges turns the engine's upstream changes for the described
+// headers h into the answer's lists: headers to set (every identity header,
+// and rewritten ones such as Cookie without the credential) and headers to
+// remove.
 func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (set http.Header, remove []string) {
-	set = make(http.Header, 4)
-	if res.Identity != nil {
-		engine.SetIdentityHeaders(set, snap, res.Identity, res.RouteName)
-	}
-	after := &http.Request{Header: h.Clone()}
-	if after.Header == nil {
-		after.Header = http.Header{}
-	}
-	if res.Identity != nil && !res.Route.PassCredentials {
-		snap.Authn.RemoveCredential(after, res.Source)
-	}
-	snap.Strip.Strip(after.Header)
-	if res.OverrideHeader != "" {
-		after.Header[res.OverrideHeader] = []string{res.Method} // decided on: kept, canonical
-	}
-	snap.Authn.RemoveSessionCookies(after)
-	for k, vs := range set {
-		after.Header[k] = vs
-	}
-	for k := range h {
-		if _, ok := after.Header[k]; !ok {
-			remove = append(remove, k)
-		}
-	}
-	for k, vs := range after.Header {
-		if _, identity := set[k]; !identity && !slices.Equal(vs, h[k]) {
-			set[k] = vs // a rewritten header, such as Cookie without the credential
+	ch := res.UpstreamChanges(snap, h)
+	set = make(http.Header, ch.Identity.Len()+ch.Len())
+	ch.Identity.SetOn(set)
+	for i := range ch.Len() {
+		if e := ch.At(i); e.Values == nil {
+			remove = append(remove, e.Name)
+		} else {
+			set[e.Name] = e.Values
 		}
 	}
 	return set, remove
+}
+
+// setCookies are the Set-Cookie values of session cookie updates.
+func setCookies(cookies []*http.Cookie) []string {
+	if len(cookies) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(cookies))
+	for _, c := range cookies {
+		if v := c.String(); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // overrideNames are the method-override headers, lower-case so that

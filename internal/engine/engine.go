@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
@@ -28,9 +27,6 @@ type Options struct {
 	Identity *identity.Identity
 	// Explain records every rule evaluated in Result.Steps.
 	Explain bool
-	// ResponseWriter receives session cookie updates (activity, refreshed
-	// tokens); nil drops them.
-	ResponseWriter http.ResponseWriter
 	// HeadersReachUpstream says the caller cannot remove request headers
 	// before the upstream sees them (nginx auth_request, forward-auth): a
 	// method-override header on a route that does not allow overrides is
@@ -97,6 +93,12 @@ type Result struct {
 	// which is forwarded as it came): it is forwarded, with Method as its
 	// value, while every other override header is stripped.
 	OverrideHeader string
+
+	// Cookies are the session cookie updates for the browser (recorded
+	// activity, a refreshed session, an ended one cleared), on any outcome:
+	// the gateway sets them on its response, the decision service hands
+	// them to the asking proxy.
+	Cookies []*http.Cookie
 }
 
 // Evaluate runs the shared pipeline on r, which describes the original
@@ -176,11 +178,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	// authenticate
 	id := o.Identity
 	if id == nil {
-		w := o.ResponseWriter
-		if w == nil {
-			w = discard{}
-		}
-		id, res.Source, err = snap.Authn.Authenticate(ctx, w, r)
+		id, res.Source, res.Cookies, err = snap.Authn.Authenticate(ctx, r)
 		switch {
 		case errors.Is(err, authn.ErrUnavailable):
 			res.Outcome, res.Message = Unavailable, "Sessions cannot be checked right now. Please try again shortly."
@@ -211,10 +209,6 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 	}
 	return res
 }
-
-// HeaderSetter receives headers: an http.Header, or the gateway's
-// reqinfo.Headers, which the proxy stage applies after hop-by-hop removal.
-type HeaderSetter interface{ Set(name, value string) }
 
 // methodOverride handles method overrides once the request's route is
 // known: the override headers, and a `_method` query parameter on a POST
@@ -273,26 +267,6 @@ func methodOverride(snap *config.Snapshot, r *http.Request, res *Result, ext, ke
 	return ext, true
 }
 
-// SetIdentityHeaders sets the identity headers and, when configured, the
-// signed assertion (audience: the route) that tell an upstream who called.
-// The caller has already stripped any client-sent copies (snap.Strip).
-func SetIdentityHeaders(h HeaderSetter, snap *config.Snapshot, id *identity.Identity, route string) {
-	if id.Username != "" {
-		h.Set(snap.Headers.User, id.Username)
-	}
-	if id.Email != "" {
-		h.Set(snap.Headers.Email, id.Email)
-	}
-	if len(id.Groups) > 0 {
-		h.Set(snap.Headers.Groups, strings.Join(id.Groups, ","))
-	}
-	if snap.Assertion != nil {
-		if tok, err := snap.Assertion.Sign(id, route, time.Now()); err == nil {
-			h.Set(snap.AssertionHeader, tok)
-		}
-	}
-}
-
 // WantsLogin reports whether a denied request should be sent to sign in
 // rather than answered 401: browser login is configured, the route is not
 // for programs (api: true), and the request is a browser navigation (GET or
@@ -306,13 +280,6 @@ func (res *Result) WantsLogin(snap *config.Snapshot, r *http.Request) bool {
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
-
-// discard is the ResponseWriter for callers that cannot relay cookies.
-type discard struct{}
-
-func (discard) Header() http.Header         { return http.Header{} }
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
-func (discard) WriteHeader(int)             {}
 
 // Challenge is the WWW-Authenticate value for a denied result (RFC 6750).
 func (res *Result) Challenge(realm string) string {

@@ -86,34 +86,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// normalize → route → authenticate → authorize
-	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP, ResponseWriter: rec})
+	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP})
 	info.Route, info.Reason = res.RouteName, res.Reason
 	if res.Identity != nil {
 		info.User = res.Identity.Username
+	}
+	for _, c := range res.Cookies {
+		http.SetCookie(rec, c)
 	}
 	if res.Outcome != engine.Allowed {
 		g.deny(rec, r, snap, &res)
 		return
 	}
-	rt, id := res.Route, res.Identity
-	if id != nil && !rt.PassCredentials {
-		snap.Authn.RemoveCredential(r, res.Source)
-	}
 
 	// forward
-	snap.Strip.Strip(r.Header)
-	if res.OverrideHeader != "" {
-		// The override the decision was made on goes upstream, canonical;
-		// Strip removed it with every other override header.
-		r.Header[res.OverrideHeader] = []string{res.Method}
-	}
-	snap.Authn.RemoveSessionCookies(r)
-	if id != nil {
-		// Recorded, not set: the proxy sets them after removing the
-		// hop-by-hop headers, which a client names in Connection.
-		engine.SetIdentityHeaders(&info.Identity, snap, id, res.RouteName)
-	}
+	changes := res.UpstreamChanges(snap, r.Header)
+	changes.Apply(r.Header)
+	// The identity is recorded, not set: the proxy sets it after removing
+	// the hop-by-hop headers, which a client names in Connection.
+	info.Identity = changes.Identity
 	normalize.SetURL(r.URL, res.Path)
+	rt := res.Route
 	if rt.Upstream == nil {
 		httperr.Write(rec, r, http.StatusNotFound, "This route has no upstream.")
 		return

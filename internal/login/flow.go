@@ -245,7 +245,8 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		LastSeen:     now,
 		ExpiresAt:    now.Add(s.ttl),
 	}
-	if err := s.store.Save(r.Context(), w, r, sess); err != nil {
+	cookies, err := s.store.Save(r.Context(), r, sess)
+	if err != nil {
 		s.log.Error("saving the new session failed", "provider", p.name, "error", err)
 		status := http.StatusInternalServerError
 		if errors.Is(err, session.ErrUnavailable) {
@@ -254,6 +255,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, status, "Your session could not be saved. Please try again.", retry)
 		return
 	}
+	setCookies(w, cookies)
 	s.log.Info("signed in", "provider", p.name, "subject", v.id.Subject, "username", v.id.Username)
 
 	scheme, authority := origin(r)

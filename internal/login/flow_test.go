@@ -614,7 +614,7 @@ func TestEndpointsRouting(t *testing.T) {
 func TestAuthenticateWithoutSession(t *testing.T) {
 	h := newHarness(t, setup{})
 	req, _ := http.NewRequest(http.MethodGet, h.gw.URL, nil)
-	if _, err := h.svc.Authenticate(req.Context(), nil, req); err != session.ErrNoSession {
+	if _, _, err := h.svc.Authenticate(req.Context(), req); err != session.ErrNoSession {
 		t.Errorf("Authenticate without cookies = %v, want ErrNoSession", err)
 	}
 }

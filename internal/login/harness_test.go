@@ -259,7 +259,8 @@ func (h *harness) serveGateway(w http.ResponseWriter, r *http.Request) {
 		h.svc.ServeHTTP(w, r)
 		return
 	}
-	id, err := h.svc.Authenticate(r.Context(), w, r)
+	id, cookies, err := h.svc.Authenticate(r.Context(), r)
+	setCookies(w, cookies)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)

@@ -323,3 +323,11 @@ func hostname(authority string) string {
 	}
 	return strings.ToLower(strings.Trim(authority, "[]"))
 }
+
+// setCookies writes cookie updates (a session store's, Authenticate's) on
+// the response.
+func setCookies(w http.ResponseWriter, cookies []*http.Cookie) {
+	for _, c := range cookies {
+		http.SetCookie(w, c)
+	}
+}

@@ -56,7 +56,9 @@ func (s *Service) serveSignOut(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusServiceUnavailable, "You could not be signed out right now. Please try again.", s.prefix+pathSignOut)
 		return
 	}
-	if err := s.store.Delete(ctx, w, r); err != nil {
+	cookies, err := s.store.Delete(ctx, r)
+	setCookies(w, cookies)
+	if err != nil {
 		s.log.Error("sign-out could not delete the session", "error", err)
 		s.fail(w, r, http.StatusServiceUnavailable, "You could not be signed out right now. Please try again.", s.prefix+pathSignOut)
 		return
@@ -264,7 +266,8 @@ func logoutErrorStatus(w http.ResponseWriter, status int, code, description stri
 // serveUserinfo returns the identity the gateway sees for this session,
 // for applications and for debugging policies. It never includes tokens.
 func (s *Service) serveUserinfo(w http.ResponseWriter, r *http.Request) {
-	id, err := s.Authenticate(r.Context(), w, r)
+	id, cookies, err := s.Authenticate(r.Context(), r)
+	setCookies(w, cookies)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
 		httperr.Write(w, r, http.StatusServiceUnavailable, "the session store is unavailable")

@@ -183,8 +183,7 @@ func postLogout(t *testing.T, h *harness, form url.Values) (*http.Response, stri
 func (h *harness) sessionWithSID(sub, sid string) *browser {
 	h.t.Helper()
 	now := h.clock.Now()
-	rec := httptest.NewRecorder()
-	err := h.store.Save(context.Background(), rec, httptest.NewRequest(http.MethodGet, h.gw.URL, nil), &session.Session{
+	cookies, err := h.store.Save(context.Background(), httptest.NewRequest(http.MethodGet, h.gw.URL, nil), &session.Session{
 		ID: rand.Text(), Provider: "corp", SID: sid, CreatedAt: now, LastSeen: now,
 		Identity: &identity.Identity{Subject: sub, Username: sub, Issuer: h.issuer, Method: identity.MethodSession},
 	})
@@ -192,7 +191,7 @@ func (h *harness) sessionWithSID(sub, sid string) *browser {
 		h.t.Fatal(err)
 	}
 	b := newBrowser(h.t)
-	b.jar.SetCookies(mustParse(h.t, h.gw.URL), rec.Result().Cookies())
+	b.jar.SetCookies(mustParse(h.t, h.gw.URL), cookies)
 	return b
 }
 

@@ -30,11 +30,15 @@ const (
 	refreshCacheSize = 10000
 )
 
-// Authenticate returns the identity of the request's session. It returns
-// session.ErrNoSession when there is none and session.ErrUnavailable when
-// the store (or, for an expired token, the provider) cannot answer: the
-// caller answers 503 rather than treating the user as anonymous. Other
-// session errors (ErrExpired, ErrInvalid, ErrRevoked) mean "sign in again".
+// Authenticate returns the identity of the request's session and the
+// cookie updates for the browser (recorded activity, a refreshed session,
+// or the expiry of an ended one), which the caller relays on its answer:
+// they are returned with an error too, since an ended session is cleared
+// in the browser. It returns session.ErrNoSession when there is no session
+// and session.ErrUnavailable when the store (or, for an expired token, the
+// provider) cannot answer: the caller answers 503 rather than treating the
+// user as anonymous. Other session errors (ErrExpired, ErrInvalid,
+// ErrRevoked) mean "sign in again".
 //
 // Tokens are refreshed off the request path: when they expire within the
 // refresh-ahead window, a background refresh starts and this request goes
@@ -43,54 +47,57 @@ const (
 // expired is refreshed while the request waits, at most refreshTimeout.
 // The provider's claim rules run again on refreshed claims, and a refresh
 // token the provider rejects (invalid_grant) ends the session.
-func (s *Service) Authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*identity.Identity, error) {
+func (s *Service) Authenticate(ctx context.Context, r *http.Request) (*identity.Identity, []*http.Cookie, error) {
 	sess, err := s.store.Load(ctx, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if s.byName[sess.Provider] == nil || sess.Identity == nil {
-		return nil, fmt.Errorf("%w: unknown provider %q", session.ErrInvalid, sess.Provider)
+		return nil, nil, fmt.Errorf("%w: unknown provider %q", session.ErrInvalid, sess.Provider)
 	}
+	var cookies []*http.Cookie
 	now := s.now()
 	if s.idle > 0 && sess.Touch(now, s.idle) {
-		if err := s.store.Save(ctx, w, r, sess); errors.Is(err, session.ErrRevoked) {
-			return nil, err
+		touched, err := s.store.Save(ctx, r, sess)
+		if errors.Is(err, session.ErrRevoked) {
+			return nil, nil, err
 		} else if err != nil {
 			s.log.Warn("recording session activity failed", "error", err)
 		}
+		cookies = touched
 	}
 	if e, ok := s.refreshed.get(sess.ID); ok {
 		switch {
 		case e.failed(sess):
 			s.refreshed.remove(sess.ID)
-			s.endSession(ctx, w, r)
-			return nil, fmt.Errorf("%w: the session could not be refreshed", session.ErrExpired)
+			return nil, append(cookies, s.endSession(ctx, r)...), fmt.Errorf("%w: the session could not be refreshed", session.ErrExpired)
 		case e.sess != nil && e.sess.TokenExpiry.After(sess.TokenExpiry):
-			if sess, err = s.apply(ctx, w, r, e.sess); err != nil {
-				return nil, err
+			var applied []*http.Cookie
+			if sess, applied, err = s.apply(ctx, r, e.sess); err != nil {
+				return nil, cookies, err
 			}
+			cookies = append(cookies, applied...)
 		}
 	}
 
 	if sess.TokenExpiry.IsZero() {
-		return sess.Identity, nil
+		return sess.Identity, cookies, nil
 	}
 	remaining := sess.TokenExpiry.Sub(now)
 	if remaining > 0 {
 		if sess.RefreshToken != "" && remaining <= s.refreshAhead(sess) && !s.refreshed.backingOff(sess.ID, now) {
 			s.flight.DoChan(sess.ID, s.refreshFunc(sess, slices.Clone(r.Header["Cookie"])))
 		}
-		return sess.Identity, nil
+		return sess.Identity, cookies, nil
 	}
 
 	// The token has expired: without a fresh one the session ends, since
 	// the provider is no longer vouching for this user.
 	if sess.RefreshToken == "" {
-		s.endSession(ctx, w, r)
-		return nil, fmt.Errorf("%w: tokens expired and there is no refresh token", session.ErrExpired)
+		return nil, append(cookies, s.endSession(ctx, r)...), fmt.Errorf("%w: tokens expired and there is no refresh token", session.ErrExpired)
 	}
 	if s.refreshed.backingOff(sess.ID, now) {
-		return nil, fmt.Errorf("%w: refreshing expired tokens failed recently", session.ErrUnavailable)
+		return nil, cookies, fmt.Errorf("%w: refreshing expired tokens failed recently", session.ErrUnavailable)
 	}
 	t := time.NewTimer(refreshTimeout)
 	defer t.Stop()
@@ -98,20 +105,19 @@ func (s *Service) Authenticate(ctx context.Context, w http.ResponseWriter, r *ht
 	case res := <-s.flight.DoChan(sess.ID, s.refreshFunc(sess, slices.Clone(r.Header["Cookie"]))):
 		if res.Err != nil {
 			if errors.Is(res.Err, session.ErrExpired) {
-				s.endSession(ctx, w, r)
-				return nil, res.Err
+				return nil, append(cookies, s.endSession(ctx, r)...), res.Err
 			}
-			return nil, fmt.Errorf("%w: refreshing expired tokens: %w", session.ErrUnavailable, res.Err)
+			return nil, cookies, fmt.Errorf("%w: refreshing expired tokens: %w", session.ErrUnavailable, res.Err)
 		}
-		sess, err := s.apply(ctx, w, r, res.Val.(*session.Session))
+		sess, applied, err := s.apply(ctx, r, res.Val.(*session.Session))
 		if err != nil {
-			return nil, err
+			return nil, cookies, err
 		}
-		return sess.Identity, nil
+		return sess.Identity, append(cookies, applied...), nil
 	case <-t.C:
-		return nil, fmt.Errorf("%w: refreshing expired tokens timed out", session.ErrUnavailable)
+		return nil, cookies, fmt.Errorf("%w: refreshing expired tokens timed out", session.ErrUnavailable)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, cookies, ctx.Err()
 	}
 }
 
@@ -128,40 +134,39 @@ func (s *Service) persist(ctx context.Context, refreshed *session.Session, cooki
 	}
 	cp := *refreshed
 	r := &http.Request{Header: http.Header{"Cookie": cookies}}
-	if err := s.store.Save(ctx, discardWriter{}, r, &cp); err != nil {
+	// The ticket is the request's, so the store updates in place and has
+	// no cookie to return; there is no browser to give one to anyway.
+	if _, err := s.store.Save(ctx, r, &cp); err != nil {
 		s.log.Warn("storing the refreshed session failed; it is written on the browser's next request", "provider", cp.Provider, "error", err)
 	}
 }
 
-// discardWriter takes the response of a store write nobody will see.
-type discardWriter struct{}
-
-func (discardWriter) Header() http.Header         { return http.Header{} }
-func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (discardWriter) WriteHeader(int)             {}
-
-// apply writes a refreshed session to the store (and so the browser's
-// cookie) and returns it. A session revoked meanwhile stays revoked; any
+// apply writes a refreshed session to the store and returns it with the
+// browser's cookie updates. A session revoked meanwhile stays revoked; any
 // other failed write is logged and the refreshed session is used anyway:
 // it stays cached and is written on the next request.
-func (s *Service) apply(ctx context.Context, w http.ResponseWriter, r *http.Request, refreshed *session.Session) (*session.Session, error) {
+func (s *Service) apply(ctx context.Context, r *http.Request, refreshed *session.Session) (*session.Session, []*http.Cookie, error) {
 	cp := *refreshed // Save may fill in fields; the cached one is shared
-	if err := s.store.Save(ctx, w, r, &cp); err != nil {
+	cookies, err := s.store.Save(ctx, r, &cp)
+	if err != nil {
 		if errors.Is(err, session.ErrRevoked) {
 			s.refreshed.remove(cp.ID)
-			return nil, err
+			return nil, nil, err
 		}
 		s.log.Warn("saving the refreshed session failed; will retry on the next request", "provider", cp.Provider, "error", err)
 	}
-	return &cp, nil
+	return &cp, cookies, nil
 }
 
-// endSession clears the browser's session; failures are only logged, as
-// the caller is already answering "no session".
-func (s *Service) endSession(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	if err := s.store.Delete(ctx, w, r); err != nil {
+// endSession clears the browser's session and returns the cookies that
+// expire it; failures are only logged, as the caller is already answering
+// "no session".
+func (s *Service) endSession(ctx context.Context, r *http.Request) []*http.Cookie {
+	cookies, err := s.store.Delete(ctx, r)
+	if err != nil {
 		s.log.Warn("clearing an ended session failed", "error", err)
 	}
+	return cookies
 }
 
 // refreshAhead is the window before token expiry in which a refresh starts.

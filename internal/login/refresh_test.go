@@ -291,11 +291,11 @@ type revokedOnSave struct {
 	revoke atomic.Bool
 }
 
-func (s *revokedOnSave) Save(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session.Session) error {
+func (s *revokedOnSave) Save(ctx context.Context, r *http.Request, sess *session.Session) ([]*http.Cookie, error) {
 	if s.revoke.Load() {
-		return session.ErrRevoked
+		return nil, session.ErrRevoked
 	}
-	return s.Store.Save(ctx, w, r, sess)
+	return s.Store.Save(ctx, r, sess)
 }
 
 func TestRefreshedSessionRevokedMeanwhile(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -124,6 +125,18 @@ func (h *Headers) at(i int) *header {
 
 // Len is the number of headers recorded.
 func (h *Headers) Len() int { return h.n }
+
+// Sets reports whether SetOn writes the header map key key (a canonical
+// key naming a recorded header, in any case): a change that would remove
+// or rewrite that key is overridden by SetOn.
+func (h *Headers) Sets(key string) bool {
+	for i := range h.n {
+		if e := h.at(i); strings.EqualFold(e.name, key) && http.CanonicalHeaderKey(key) == key {
+			return true
+		}
+	}
+	return false
+}
 
 // SetOn sets every recorded header on dst, replacing any value there.
 func (h *Headers) SetOn(dst http.Header) {

@@ -37,6 +37,20 @@ func TestHeaders(t *testing.T) {
 	}
 }
 
+func TestHeadersSets(t *testing.T) {
+	var h Headers
+	h.Set("x-forwarded-user", "alice") // configured names keep the operator's case
+	for key, want := range map[string]bool{
+		"X-Forwarded-User":  true,  // the key SetOn writes
+		"x-forwarded-user":  false, // a key SetOn does not replace
+		"X-Forwarded-Email": false,
+	} {
+		if got := h.Sets(key); got != want {
+			t.Errorf("Sets(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
 func TestHeadersSetAllocatesNothingForFew(t *testing.T) {
 	info := &Info{}
 	allocs := testing.AllocsPerRun(100, func() {

@@ -178,20 +178,23 @@ func sealedLen(n int) int {
 	return cookieEncoding.EncodedLen(chacha20poly1305.NonceSizeX + n + chacha20poly1305.Overhead)
 }
 
-// Encode encrypts plaintext into the session cookies on w, and expires
-// chunks left on the browser by an earlier, larger value.
-func (c *Codec) Encode(w http.ResponseWriter, r *http.Request, plaintext []byte) error {
+// Encode encrypts plaintext into the session cookies for the response,
+// followed by cookies that expire chunks left on the browser by an
+// earlier, larger value. It returns them rather than writing them, so that
+// every caller (the login handlers, the gateway, the decision service)
+// relays them its own way.
+func (c *Codec) Encode(r *http.Request, plaintext []byte) ([]*http.Cookie, error) {
 	size := sealedLen(len(plaintext))
 	n := (size + chunkSize - 1) / chunkSize
 	if n > c.maxChunks {
-		return fmt.Errorf("%w: %d bytes encoded, limit %d cookies of %d bytes", ErrTooLarge, size, c.maxChunks, chunkSize)
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d cookies of %d bytes", ErrTooLarge, size, c.maxChunks, chunkSize)
 	}
 	value := cookieEncoding.EncodeToString(c.seal(plaintext, c.additionalData("chunks", n)))
+	cookies := make([]*http.Cookie, 0, n+1)
 	for i := range n {
-		http.SetCookie(w, c.cookie(c.chunkName(i), value[i*chunkSize:min(len(value), (i+1)*chunkSize)], c.maxAge))
+		cookies = append(cookies, c.cookie(c.chunkName(i), value[i*chunkSize:min(len(value), (i+1)*chunkSize)], c.maxAge))
 	}
-	c.clear(w, r, n)
-	return nil
+	return c.clear(cookies, r, n), nil
 }
 
 // Decode returns the plaintext of the request's session cookies. It
@@ -253,24 +256,27 @@ func (c *Codec) openChunks(values []string) ([]byte, error) {
 	return c.open(sealed, c.additionalData("chunks", n))
 }
 
-// Clear expires every session cookie chunk the request carries.
-func (c *Codec) Clear(w http.ResponseWriter, r *http.Request) {
-	c.clear(w, r, 0)
+// Clear returns the cookies that expire every session cookie chunk the
+// request carries.
+func (c *Codec) Clear(r *http.Request) []*http.Cookie {
+	return c.clear(nil, r, 0)
 }
 
-// clear expires the request's chunks numbered from on, and the base
-// cookie when from is 0 even if the request does not carry it.
-func (c *Codec) clear(w http.ResponseWriter, r *http.Request, from int) {
+// clear appends to cookies the expiry of the request's chunks numbered
+// from on, and of the base cookie when from is 0 even if the request does
+// not carry it.
+func (c *Codec) clear(cookies []*http.Cookie, r *http.Request, from int) []*http.Cookie {
 	if from == 0 {
-		http.SetCookie(w, c.cookie(c.name, "", -1))
+		cookies = append(cookies, c.cookie(c.name, "", -1))
 	}
 	seen := map[string]bool{c.name: true}
 	for _, ck := range r.Cookies() {
 		if i, ok := c.chunkIndex(ck.Name); ok && i >= from && !seen[ck.Name] {
 			seen[ck.Name] = true
-			http.SetCookie(w, c.cookie(ck.Name, "", -1))
+			cookies = append(cookies, c.cookie(ck.Name, "", -1))
 		}
 	}
+	return cookies
 }
 
 // Seal encrypts a short value for a cookie of its own (login state). It is

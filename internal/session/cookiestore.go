@@ -110,35 +110,36 @@ func cacheable(raw, chunks []string) bool {
 	return size <= maxOtherCookieBytes
 }
 
-// Save fills in missing timestamps on sess and writes it to the cookies.
-func (s *CookieStore) Save(_ context.Context, w http.ResponseWriter, r *http.Request, sess *Session) error {
+// Save fills in missing timestamps on sess and returns it as cookies.
+func (s *CookieStore) Save(_ context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
 	if err := s.opts.prepare(sess); err != nil {
-		return err
+		return nil, err
 	}
 	plain, err := json.Marshal(sess)
 	if err != nil {
-		return fmt.Errorf("session: encoding: %w", err)
+		return nil, fmt.Errorf("session: encoding: %w", err)
 	}
-	if err := s.codec.Encode(w, r, plain); err != nil {
-		return fmt.Errorf("session: writing cookie: %w", err)
+	cookies, err := s.codec.Encode(r, plain)
+	if err != nil {
+		return nil, fmt.Errorf("session: writing cookie: %w", err)
 	}
-	return nil
+	return cookies, nil
 }
 
 // Delete clears the session cookies and revokes the request's session in
 // this process until it would have expired, so that a copy of the cookie
 // is refused from now on.
-func (s *CookieStore) Delete(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	s.codec.Clear(w, r)
+func (s *CookieStore) Delete(ctx context.Context, r *http.Request) ([]*http.Cookie, error) {
+	cookies := s.codec.Clear(r)
 	sess, err := s.Load(ctx, r)
 	if err != nil {
-		return nil // nothing valid to revoke
+		return cookies, nil // nothing valid to revoke
 	}
 	if s.revoked.Add(sess.ID, s.opts.end(sess)) {
 		s.log.Warn("the list of signed-out sessions is full; the one closest to expiry was dropped and its cookie works again until it expires",
 			"size", revokedSetSize)
 	}
-	return nil
+	return cookies, nil
 }
 
 // revokedSetSize bounds the signed-out session IDs a cookie store

@@ -173,28 +173,28 @@ func (s *RedisStore) Load(ctx context.Context, r *http.Request) (*Session, error
 // is a new login: it gets a fresh ticket, so a planted cookie is never
 // promoted to a session (fixation), and the request's previous session is
 // deleted.
-func (s *RedisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *Session) error {
+func (s *RedisStore) Save(ctx context.Context, r *http.Request, sess *Session) ([]*http.Cookie, error) {
 	if err := s.opts.prepare(sess); err != nil {
-		return err
+		return nil, err
 	}
 	data, err := json.Marshal(sess)
 	if err != nil {
-		return fmt.Errorf("session: encoding: %w", err)
+		return nil, fmt.Errorf("session: encoding: %w", err)
 	}
 	ttl := sess.ExpiresAt.Sub(s.opts.Now())
 
 	if old, id, err := s.ticket(r); err == nil {
 		key := sessionKey(old)
 		if id == sess.ID {
-			return s.update(ctx, key, sess, data, ttl)
+			return nil, s.update(ctx, key, sess, data, ttl)
 		}
 		prev, err := s.get(ctx, key)
 		if errors.Is(err, ErrUnavailable) {
-			return err
+			return nil, err
 		}
 		if err == nil {
 			if err := s.remove(ctx, key, prev); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -212,12 +212,13 @@ func (s *RedisStore) Save(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil
 	})
 	if err != nil {
-		return unavailable("save", err)
+		return nil, unavailable("save", err)
 	}
-	if err := s.codec.Encode(w, r, append(ticket, sess.ID...)); err != nil {
-		return fmt.Errorf("session: writing cookie: %w", err)
+	cookies, err := s.codec.Encode(r, append(ticket, sess.ID...))
+	if err != nil {
+		return nil, fmt.Errorf("session: writing cookie: %w", err)
 	}
-	return nil
+	return cookies, nil
 }
 
 // update rewrites a session in place (same ticket), never resurrecting
@@ -277,21 +278,21 @@ func (s *RedisStore) remove(ctx context.Context, key string, sess *Session) erro
 // Delete clears the cookies first, so signing out always works in the
 // browser, then deletes the session in Redis; an error means it may
 // still be there.
-func (s *RedisStore) Delete(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	s.codec.Clear(w, r)
+func (s *RedisStore) Delete(ctx context.Context, r *http.Request) ([]*http.Cookie, error) {
+	cookies := s.codec.Clear(r)
 	ticket, _, err := s.ticket(r)
 	if err != nil {
-		return nil // no genuine ticket: nothing server-side to delete
+		return cookies, nil // no genuine ticket: nothing server-side to delete
 	}
 	key := sessionKey(ticket)
 	sess, err := s.get(ctx, key)
 	if errors.Is(err, ErrRevoked) {
-		return nil
+		return cookies, nil
 	}
 	if err != nil {
-		return err
+		return cookies, err
 	}
-	return s.remove(ctx, key, sess)
+	return cookies, s.remove(ctx, key, sess)
 }
 
 // RevokeSID deletes every session of an OIDC session id (back-channel logout).

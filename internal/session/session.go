@@ -45,17 +45,23 @@ var (
 	ErrUnavailable = errors.New("session store unavailable")
 )
 
-// Store saves and loads sessions through the response/request cookies.
+// Store saves and loads sessions through the request's cookies. Save and
+// Delete return the Set-Cookie updates for the browser instead of writing
+// them, so the caller decides where they go: the login handler's
+// response, the gateway's, or a decision service's answer.
 type Store interface {
 	// Load returns the session the request's cookies point to.
 	Load(ctx context.Context, r *http.Request) (*Session, error)
-	// Save writes s and sets the cookies that point to it on w, replacing
-	// (and clearing leftover chunks of) any previous session cookie.
-	Save(ctx context.Context, w http.ResponseWriter, r *http.Request, s *Session) error
+	// Save writes s and returns the cookies that point to it, replacing
+	// (and expiring leftover chunks of) any previous session cookie. A
+	// store that updates the request's session in place may return none.
+	Save(ctx context.Context, r *http.Request, s *Session) ([]*http.Cookie, error)
 	// Delete removes the request's session (server-side when there is one,
 	// else on the cookie store's revocation list, so a copy of the cookie
-	// stops working) and clears every session cookie chunk on w.
-	Delete(ctx context.Context, w http.ResponseWriter, r *http.Request) error
+	// stops working) and returns cookies that expire every session cookie
+	// chunk. The cookies are returned even with an error: the browser's
+	// copy is cleared whatever happened to the server-side one.
+	Delete(ctx context.Context, r *http.Request) ([]*http.Cookie, error)
 	// RevokeSID revokes every session of the given issuer and OIDC sid
 	// (back-channel logout); RevokeSubject every session of a subject when
 	// the logout token has no sid. The cookie store cannot revoke and
