@@ -1,15 +1,18 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/session"
 )
 
 // changesSnapshot has a route that keeps credentials and one that passes
@@ -194,4 +197,45 @@ func cloneHeader(h http.Header) http.Header {
 
 func equalHeader(a, b http.Header) bool {
 	return maps.EqualFunc(a, b, slices.Equal)
+}
+
+// cookieSessions is a session authenticator that answers with a cookie
+// update and err (nil: a signed-in admin).
+type cookieSessions struct{ err error }
+
+func (s cookieSessions) Authenticate(context.Context, *http.Request) (*identity.Identity, []*http.Cookie, error) {
+	cookies := []*http.Cookie{{Name: "_sekisho", Value: "updated"}}
+	if s.err != nil {
+		return nil, cookies, s.err
+	}
+	return &identity.Identity{Username: "sam", Groups: []string{"admin"}}, cookies, nil
+}
+
+// TestEvaluateCarriesSessionCookies: the session's cookie updates reach
+// Result.Cookies on every outcome, so a browser whose session ended gets
+// it cleared with the answer that sends it to sign in.
+func TestEvaluateCarriesSessionCookies(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want Outcome
+	}{
+		{"allowed", nil, Allowed},
+		{"session ended", session.ErrExpired, Unauthenticated},
+		{"store down", session.ErrUnavailable, Unavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := changesSnapshot(t)
+			snap.Authn.Session = cookieSessions{tt.err}
+			r := httptest.NewRequest("GET", "http://gw.test/keep/x", nil)
+			r.Header.Set("Cookie", "_sekisho=old")
+			res := Evaluate(context.Background(), snap, r, Options{})
+			if res.Outcome != tt.want {
+				t.Fatalf("outcome %v (%s), want %v", res.Outcome, res.Reason, tt.want)
+			}
+			if len(res.Cookies) != 1 || res.Cookies[0].Value != "updated" {
+				t.Errorf("Cookies = %v, want the session's update", res.Cookies)
+			}
+		})
+	}
 }
