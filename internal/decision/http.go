@@ -204,8 +204,9 @@ func (dl *dialect) allowHeaders(h http.Header, snap *config.Snapshot, v *verdict
 }
 
 // serveSignIn starts a browser's login and returns it to rd afterwards
-// (ingress-nginx auth-signin). It is for browsers, so it answers anyone; rd
-// is checked like every redirect target.
+// (ingress-nginx auth-signin). It is for browsers behind a trusted proxy
+// (the listener accepts no one else); rd is checked like every redirect
+// target, by scheme, host and port.
 func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -226,13 +227,30 @@ func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, r, http.StatusBadRequest, "The rd parameter (where to return after signing in) is missing.")
 		return
 	}
-	u, ok := login.LoginURL(rd, r.Host)
+	u, ok := login.LoginURL(rd, s.signInScheme(r)+"://"+r.Host)
 	if !ok {
 		httperr.Write(w, r, http.StatusBadRequest, "The address to return to after signing in is not allowed.")
 		return
 	}
 	w.Header().Set("Location", u)
 	w.WriteHeader(http.StatusFound)
+}
+
+// signInScheme is the scheme the browser used for a /sign_in request, so
+// that rd is compared by scheme as well as host and port: an https rd on a
+// plain-http request is another origin. The proxy in front states it in
+// X-Forwarded-Proto, believed from a trusted peer when it is exactly "http"
+// or "https"; otherwise the scheme of the connection the request came on.
+func (s *Server) signInScheme(r *http.Request) string {
+	if s.trusted(peerAddr(r.RemoteAddr), r.TLS) {
+		if vs := r.Header.Values("X-Forwarded-Proto"); len(vs) == 1 && (vs[0] == "http" || vs[0] == "https") {
+			return vs[0]
+		}
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // isEnvoyTarget reports whether a raw request-target is for the Envoy

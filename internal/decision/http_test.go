@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/login"
 )
 
 func TestDescribe(t *testing.T) {
@@ -464,8 +465,61 @@ func TestSignIn(t *testing.T) {
 			}
 		})
 	}
-	if _, host := login.asked(); host != "auth.test" {
-		t.Errorf("rd was checked against host %q, want the sign-in request's", host)
+	if _, host := login.asked(); host != "http://auth.test" {
+		t.Errorf("rd was checked against %q, want the sign-in request's origin", host)
+	}
+}
+
+// originLogin is a LoginStarter that checks returnTo as the login service
+// does (login.SafeRedirect, host as "scheme://authority" or authority).
+type originLogin struct{}
+
+func (originLogin) LoginURL(returnTo, host string) (string, bool) {
+	scheme, authority := "", host
+	if sch, rest, ok := strings.Cut(host, "://"); ok {
+		scheme, authority = sch, rest
+	}
+	target, ok := login.SafeRedirect(returnTo, scheme, authority, nil)
+	return "https://login.example.com/start?rd=" + target, ok
+}
+
+// TestSignInComparesScheme: /sign_in compares rd with the request's origin
+// by scheme too, taking the scheme from the proxy's X-Forwarded-Proto only
+// when the peer is trusted and the value is exactly http or https.
+func TestSignInComparesScheme(t *testing.T) {
+	trusting := newFixture(t, Config{}, loginConfig) // loopback is trusted
+	distrusting := newFixture(t, Config{TrustedProxies: []string{"192.0.2.0/24"}}, loginConfig)
+	for _, f := range []*fixture{trusting, distrusting} {
+		f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return originLogin{} })
+	}
+	const httpsRD, httpRD = "https%3A%2F%2Fapp.test%2Fx", "http%3A%2F%2Fapp.test%2Fx"
+	tests := []struct {
+		name   string
+		f      *fixture
+		rd     string
+		hdr    []string
+		status int
+	}{
+		{"https rd on a plain-http request", trusting, httpsRD, nil, 400},
+		{"http rd on a plain-http request", trusting, httpRD, nil, 302},
+		{"https rd, proxy says https", trusting, httpsRD, []string{"X-Forwarded-Proto", "https"}, 302},
+		{"http rd, proxy says https", trusting, httpRD, []string{"X-Forwarded-Proto", "https"}, 400},
+		{"https rd, proxy says http", trusting, httpsRD, []string{"X-Forwarded-Proto", "http"}, 400},
+		{"X-Forwarded-Proto not exactly https", trusting, httpsRD, []string{"X-Forwarded-Proto", "HTTPS"}, 400},
+		{"X-Forwarded-Proto a list", trusting, httpsRD, []string{"X-Forwarded-Proto", "https, http"}, 400},
+		{"X-Forwarded-Proto twice", trusting, httpsRD, []string{"X-Forwarded-Proto", "https", "X-Forwarded-Proto", "https"}, 400},
+		{"X-Forwarded-Proto from an untrusted peer", distrusting, httpsRD, []string{"X-Forwarded-Proto", "https"}, 400},
+		{"untrusted peer, the listener's own scheme", distrusting, httpRD, []string{"X-Forwarded-Proto", "https"}, 302},
+		{"another port", trusting, "http%3A%2F%2Fapp.test%3A8080%2Fx", nil, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := append([]string{"Host", "app.test", "Accept", "application/json"}, tt.hdr...)
+			resp, body := raw(t, tt.f.addr(), "GET", "/sign_in?rd="+tt.rd, hdr...)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%d, want %d (Location %q) %s", resp.StatusCode, tt.status, resp.Header.Get("Location"), body)
+			}
+		})
 	}
 }
 
