@@ -38,6 +38,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 
 	runProxyCases(t, listen, app, proxyCases(f, proxyStatus{badPath: 400, noRoute: 404, hopIdentity: 400}))
 	runMethodCases(t, listen, app, methodProxyCases(f, "caddy"))
+	noClientRequestID(t, f)
 	if t.Failed() {
 		log, _ := os.ReadFile(logFile)
 		t.Logf("caddy log:\n%s", log)

@@ -40,6 +40,7 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	runProxyCases(t, listen, app, proxyCases(f, proxyStatus{canonical: true, badPath: 403, noRoute: 403, hopIdentity: 200}))
 	runMethodCases(t, listen, app, methodProxyCases(f, "nginx"))
+	noClientRequestID(t, f)
 	if t.Failed() {
 		log, _ := os.ReadFile(errLog)
 		t.Logf("nginx error log:\n%s", log)

@@ -167,6 +167,10 @@ type proxyCase struct {
 	appEmail string // "" means the app must see no email header at all
 	// location is the redirect a browser must get.
 	location string
+	// cleared: no value the client sent (c.hdr after the token) may reach
+	// the app in any header; appCheck checks more of what the app saw.
+	cleared  bool
+	appCheck func(t *testing.T, seen seenRequest)
 }
 
 // runProxyCases drives each case through the proxy at addr and checks the
@@ -210,6 +214,21 @@ func runProxyCases(t *testing.T, addr string, app *recordingApp, cases []proxyCa
 			if got := seen.Headers.Values("X-Forwarded-Email"); fmt.Sprint(got) != fmt.Sprint([]string{c.appEmail}) && !(c.appEmail == "" && len(got) == 0) {
 				t.Errorf("the app saw X-Forwarded-Email %q, want %q", got, c.appEmail)
 			}
+			if c.cleared {
+				for i := 0; i+1 < len(c.hdr); i += 2 {
+					if strings.EqualFold(c.hdr[i], "Authorization") {
+						continue
+					}
+					for name, vs := range seen.Headers {
+						if strings.Contains(strings.Join(vs, "\n"), c.hdr[i+1]) {
+							t.Errorf("the client's %s reached the app: %s: %q", c.hdr[i], name, vs)
+						}
+					}
+				}
+			}
+			if c.appCheck != nil {
+				c.appCheck(t, seen)
+			}
 			for name, vs := range seen.Headers {
 				n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 				spoofable := n != strings.ToLower(name) || strings.HasPrefix(n, "x-auth-request-") || n == "x-sekisho-assertion"
@@ -229,6 +248,45 @@ var spoofed = []string{
 	"X-Forwarded-Groups", "admin",
 	"X-Sekisho-Assertion", "forged",
 	"X-Auth-Request-User", "mallory",
+	// '_' for '-': WSGI and CGI apps read these as the names above.
+	"X_Forwarded_User", "mallory",
+	"X_Forwarded_Groups", "admin",
+	"x_forwarded_email", "mallory@evil.example",
+	"X_Forwarded-Preferred-Username", "mallory",
+	"X_Sekisho_Assertion", "forged",
+	"X_SEKISHO-ASSERTION", "forged",
+	"X_Auth_Request_User", "mallory",
+	"X-Auth_Request-Groups", "admin",
+}
+
+// forgedForwarding is every header a client could send to describe the
+// request, its origin or its path to the app differently from what the
+// proxy decided on and forwards. Each value is unique, so that any of them
+// reaching the app in any header is seen.
+var forgedForwarding = []string{
+	"X-Original-URL", "http://gw.test/forged-original-url",
+	"X-Original-URI", "/forged-original-uri",
+	"X-Original-Method", "FORGEDORIGINALMETHOD",
+	"X-Original-Host", "forged-original-host.example",
+	"X-Rewrite-URL", "/forged-rewrite-url",
+	"X-Forwarded-Uri", "/forged-forwarded-uri",
+	"X-Forwarded-Method", "FORGEDFORWARDEDMETHOD",
+	"X-Forwarded-Prefix", "/forged-forwarded-prefix",
+	"X-Forwarded-Port", "6661",
+	"X-Forwarded-Host", "forged-forwarded-host.example",
+	"X-Forwarded-Proto", "forgedproto",
+	"X-Forwarded-Server", "forged-forwarded-server.example",
+	"X-Forwarded-Scheme", "forgedscheme",
+	"X-Forwarded-Ssl", "forgedssl",
+	"X-Forwarded-For", "203.0.113.66",
+	"X-Real-IP", "203.0.113.67",
+	"X-Client-IP", "203.0.113.68",
+	"True-Client-IP", "203.0.113.69",
+	"Forwarded", "for=203.0.113.70;host=forged-forwarded.example",
+	"X-Sekisho-Path", "/forged-sekisho-path",
+	"X-Auth-Request-Access-Token", "forged-access-token",
+	"X-Auth-Request-Redirect", "/forged-auth-request-redirect",
+	"X-Request-Id", "forged-client-request-id",
 }
 
 // forgedDescription is every request-description header of every dialect,
@@ -300,5 +358,30 @@ func proxyCases(f *fixture, ps proxyStatus) []proxyCase {
 			status: ps.hopIdentity, appURI: "/api1/x", appUser: alice, appEmail: alice},
 		{name: "an ordinary Connection header", target: "/api1/x", hdr: append(bearer(tk.admin), "Connection", "keep-alive, X-Trace"),
 			status: 200, appURI: "/api1/x", appUser: alice, appEmail: alice},
+
+		// What the client says about the request stays out of the app.
+		{name: "forged forwarding headers do not reach the app", target: "/api1/x", hdr: append(bearer(tk.admin), forgedForwarding...),
+			status: 200, appURI: "/api1/x", appUser: alice, appEmail: alice, cleared: true,
+			appCheck: func(t *testing.T, seen seenRequest) {
+				t.Helper()
+				ids := seen.Headers.Values("X-Request-Id")
+				if len(ids) != 1 || ids[0] == "" || strings.ContainsAny(ids[0], "{}$") {
+					t.Fatalf("the app saw X-Request-Id %q, want the proxy's own", ids)
+				}
+				// sekisho logged the proxy's id for this request, so the
+				// app's logs and sekisho's meet.
+				if !strings.Contains(f.logs.String(), `"request_id":"`+ids[0]+`"`) {
+					t.Errorf("sekisho did not log the request id %q the app saw", ids[0])
+				}
+			}},
+	}
+}
+
+// noClientRequestID checks that no id a client sent was logged as the id of
+// a request sekisho decided.
+func noClientRequestID(t *testing.T, f *fixture) {
+	t.Helper()
+	if strings.Contains(f.logs.String(), "forged-client-request-id") {
+		t.Error("sekisho logged the client's X-Request-Id as its own")
 	}
 }
