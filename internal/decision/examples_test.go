@@ -2,8 +2,10 @@ package decision
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -184,4 +186,82 @@ func yamlToJSON(t *testing.T, name string) []byte {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return j
+}
+
+// TestTraefikExampleClearsEverySpelling checks traefik.yaml's header rules
+// with Go's regexp, the engine Traefik compiles authResponseHeadersRegex
+// with (Traefik itself is not run here): every spelling of an identity
+// header a client could forge is deleted before the request reaches the app,
+// and every forwarding header is either cleared by the example or replaced
+// by Traefik's entry point.
+func TestTraefikExampleClearsEverySpelling(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "integrations", "traefik.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf struct {
+		HTTP struct {
+			Middlewares map[string]struct {
+				ForwardAuth struct {
+					AuthResponseHeaders      []string `yaml:"authResponseHeaders"`
+					AuthResponseHeadersRegex string   `yaml:"authResponseHeadersRegex"`
+				} `yaml:"forwardAuth"`
+				Headers struct {
+					CustomRequestHeaders map[string]string `yaml:"customRequestHeaders"`
+				} `yaml:"headers"`
+			} `yaml:"middlewares"`
+			Routers map[string]struct {
+				Middlewares []string `yaml:"middlewares"`
+			} `yaml:"routers"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(b, &conf); err != nil {
+		t.Fatal(err)
+	}
+	fa := conf.HTTP.Middlewares["sekisho"].ForwardAuth
+	re, err := regexp.Compile(fa.AuthResponseHeadersRegex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := func(name string) bool {
+		for _, h := range fa.AuthResponseHeaders {
+			if strings.EqualFold(h, name) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < len(spoofed); i += 2 {
+		// Go canonicalizes names before Traefik sees them.
+		name := http.CanonicalHeaderKey(spoofed[i])
+		if !copied(name) && !re.MatchString(name) {
+			t.Errorf("a client's %s reaches the app", spoofed[i])
+		}
+	}
+	for _, keep := range []string{"Authorization", "Cookie", "Accept", "X-Forwarded-For", "X-Request-Id", "X-Forwarded-Proto"} {
+		if re.MatchString(keep) {
+			t.Errorf("authResponseHeadersRegex deletes %s", keep)
+		}
+	}
+
+	// Traefik's entry point replaces these for clients outside
+	// forwardedHeaders.trustedIPs (its forwarded headers).
+	entryPoint := map[string]bool{"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Forwarded-Port": true, "X-Forwarded-Server": true, "X-Real-Ip": true}
+	clearing := conf.HTTP.Middlewares["sekisho-clear"].Headers.CustomRequestHeaders
+	cleared := map[string]bool{}
+	for name, v := range clearing {
+		if v != "" {
+			t.Errorf("sekisho-clear sets %s to %q; an empty value deletes it", name, v)
+		}
+		cleared[http.CanonicalHeaderKey(name)] = true
+	}
+	for i := 0; i < len(forgedForwarding); i += 2 {
+		name := http.CanonicalHeaderKey(forgedForwarding[i])
+		if !cleared[name] && !entryPoint[name] && !re.MatchString(name) {
+			t.Errorf("a client's %s reaches the app", forgedForwarding[i])
+		}
+	}
+	if got := conf.HTTP.Routers["app"].Middlewares; strings.Join(got, ",") != "sekisho-clear,sekisho" {
+		t.Errorf("the app router's middlewares are %q, want sekisho-clear before sekisho", got)
+	}
 }
