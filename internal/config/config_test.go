@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,130 +63,6 @@ routes:
 `)
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestProblems checks that each bad config is refused with the line and key
-// of the mistake, so `sekisho check` points at it.
-func TestProblems(t *testing.T) {
-	tests := []struct {
-		name string
-		src  string
-		want []string // substrings of the error, e.g. "test.yaml:3"
-	}{
-		{"unknown top-level key", "lisen: {http: ':0'}\n" + minimal, []string{"test.yaml:1:", `unknown key "lisen"`, `did you mean "listen"`}},
-		{"unknown nested key", `
-listen: {http: ":0"}
-routes:
-  - name: echo
-    match: {path_prefx: /}
-    to: builtin:echo
-    public: true
-`, []string{"test.yaml:5:", "routes[0].match.path_prefx", `did you mean "path_prefix"`}},
-		{"typo in public", `
-listen: {http: ":0"}
-routes:
-  - name: echo
-    match: {path_prefix: /}
-    to: builtin:echo
-    pubic: true
-`, []string{"test.yaml:7:", `unknown key "pubic"`, `did you mean "public"`}},
-		{"route without policy", `
-listen: {http: ":0"}
-routes:
-  - name: secret
-    match: {path_prefix: /}
-    to: builtin:echo
-`, []string{"test.yaml:4:", "routes[0]", "has no allow rule"}},
-		{"duplicate names", `
-listen: {http: ":0"}
-routes:
-  - {name: a, match: {path: /a}, to: builtin:echo, public: true}
-  - {name: a, match: {path: /b}, to: builtin:echo, public: true}
-`, []string{"test.yaml:5:", "routes[1].name", "already used by routes[0]"}},
-		{"no upstream", `
-listen: {http: ":0"}
-routes:
-  - {name: a, match: {path: /a}, public: true}
-`, []string{"routes[0].to", "no upstream"}},
-		{"bad scheme", `
-listen: {http: ":0"}
-routes:
-  - {name: a, match: {path: /a}, to: "ftp://x", public: true}
-`, []string{"test.yaml:4:", "routes[0].to", `unsupported scheme "ftp"`}},
-		{"upstream with path", `
-listen: {http: ":0"}
-routes:
-  - {name: a, match: {path: /a}, to: "http://x:1/base", public: true}
-`, []string{"must not have a path"}},
-		{"unknown builtin", `
-listen: {http: ":0"}
-routes:
-  - {name: a, match: {path: /a}, to: "builtin:nope", public: true}
-`, []string{"unknown builtin upstream"}},
-		{"unknown upstream key", `
-listen: {http: ":0"}
-routes:
-  - name: a
-    match: {path: /a}
-    to:
-      - {url: "http://x:1", wieght: 5}
-    public: true
-`, []string{"test.yaml:7:", `unknown key "wieght"`}},
-		{"negative weight", `
-listen: {http: ":0"}
-routes:
-  - name: a
-    match: {path: /a}
-    to: [{url: "http://x:1", weight: -1}]
-    public: true
-`, []string{"weight must be 0 or more"}},
-		{"https without tls", "listen: {https: ':8443'}\nroutes: []\n", []string{"listen.https: https listener :8443 needs tls"}},
-		{"tls both kinds", "listen: {https: ':8443', tls: {cert_file: a, key_file: b, acme: {domains: [x]}}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"either cert_file/key_file or acme"}},
-		{"acme without domains", "listen: {http: ':80', https: ':443', tls: {acme: {email: a@b}}}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"acme needs at least one domain"}},
-		{"bad listen address", "listen: {http: '8080'}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"test.yaml:1:", "listen.http", "not host:port"}},
-		{"no listener", "listen: {}\n" + strings.TrimPrefix(minimal, "\nlisten: {http: \"127.0.0.1:0\"}"), []string{"no listener"}},
-		{"no routes", "listen: {http: ':0'}\n", []string{"no routes"}},
-		{"wrong type", "listen: {http: [1, 2]}\n", []string{"test.yaml:1:", "cannot unmarshal"}},
-		{"bad duration", "listen: {http: ':0', idle_timeout: forever}\n", []string{"test.yaml:1:"}},
-		{"syntax error", "listen: {http: ':0'\nroutes: [\n", []string{"test.yaml"}},
-		{"empty file", "", []string{"empty"}},
-		{"two documents", minimal + "---\nlisten: {}\n", []string{"more than one YAML document"}},
-		{"bad trusted proxy", "trusted_proxies: [10.0.0.0/33]\n" + minimal, []string{"trusted_proxies"}},
-		{"bad log format", "log: {format: xml}\n" + minimal, []string{"log.format"}},
-		{"bad client_ips entry", `
-listen: {http: ":0"}
-routes:
-  - name: a
-    to: builtin:echo
-    allow:
-      - client_ips:
-          - 10.0.0.0/8
-          - 10.0.0.1/8
-      - when: "cidr('10.0.0.0/33').containsIP(request.client_ip)"
-`, []string{"test.yaml:9:", "routes[0].allow[0].client_ips[1]", "write 10.0.0.0/8", "test.yaml:10:", "routes[0].allow[1].when", "10.0.0.0/33"}},
-		{"bad route regex", `
-listen: {http: ":0"}
-routes:
-  - {name: a, match: {path_regex: "/(a"}, to: builtin:echo, public: true}
-`, []string{"routes"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := parse(t, tt.src)
-			if err == nil {
-				t.Fatal("config accepted, want an error")
-			}
-			var cerr *Error
-			if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
-				t.Fatalf("error %T %v is not a config.Error with problems", err, err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not mention %q:\n%v", w, err)
-				}
-			}
-		})
 	}
 }
 
@@ -255,39 +130,6 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted config with missing parts: %+v", s)
 		}
 	})
-}
-
-func TestLoginConfigProblems(t *testing.T) {
-	routes := "routes:\n  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}\n"
-	tests := []struct {
-		name, src string
-		want      []string
-	}{
-		{"session without providers", "listen: {http: '127.0.0.1:0'}\nsession: {ttl: 1h}\n" + routes, []string{"session", "no providers"}},
-		{"builtin on all interfaces", "listen: {http: ':8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{"providers[0].builtin"}},
-		{"builtin with issuer", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, issuer: 'https://x', builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{"sets its own issuer"}},
-		{"builtin without users", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {}}]\n" + routes, []string{"providers[0].builtin"}},
-		{"bad session store", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nsession: {store: 'memcached://x'}\n" + routes, []string{"session.store"}},
-		{"missing secret file", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nsession: {secret_file: /nonexistent/key}\n" + routes, []string{"session.secret_file"}},
-		{"typo in provider", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, scopess: [openid], builtin: {users: [{email: a@b.c, password: x}]}}]\n" + routes, []string{`did you mean "scopes"`}},
-		{"bad redirect domain port", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nlogin:\n  allowed_redirect_domains:\n    - example.com:8443\n    - example.com:99999\n" + routes,
-			[]string{"test.yaml:6:", "login.allowed_redirect_domains[1]", "port"}},
-		{"redirect domain with scheme", "listen: {http: '127.0.0.1:8080'}\nproviders: [{name: dev, builtin: {users: [{email: a@b.c, password: x}]}}]\nlogin: {allowed_redirect_domains: ['https://example.com']}\n" + routes,
-			[]string{"login.allowed_redirect_domains[0]", "host name"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := parse(t, tt.src)
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
-		})
-	}
 }
 
 // TestCarryOver checks that a reload keeps the JWT verifier and the login

@@ -3,25 +3,21 @@ package config
 import (
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
+// TestUpgradesConfig: the upgrades a route allows. The refused ones are
+// goldens in testdata: upgrades-*.
 func TestUpgradesConfig(t *testing.T) {
 	for _, tt := range []struct {
 		name, upgrades string
 		want           []string
-		problem        []string // substrings of the error; nil when valid
 	}{
-		{"default is websocket", "", []string{"websocket"}, nil},
-		{"none", "upgrades: []", []string{}, nil},
-		{"listed, lower-cased, deduplicated", "upgrades: [WebSocket, x-custom, websocket]", []string{"websocket", "x-custom"}, nil},
-		{"h2c refused", "upgrades: [websocket, h2c]", nil, []string{"test.yaml:8:", "routes[0].upgrades[1]", `"h2c" cannot be allowed`}},
-		{"H2C refused", "upgrades: [H2C]", nil, []string{"test.yaml:8:", `"H2C" cannot be allowed`}},
-		{"h2 refused", "upgrades: [h2]", nil, []string{"test.yaml:8:", `"h2" cannot be allowed`}},
-		{"not a token", `upgrades: ["web socket"]`, nil, []string{"test.yaml:8:", "not a protocol name"}},
+		{"default is websocket", "", []string{"websocket"}},
+		{"none", "upgrades: []", []string{}},
+		{"listed, lower-cased, deduplicated", "upgrades: [WebSocket, x-custom, websocket]", []string{"websocket", "x-custom"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := `
@@ -33,17 +29,6 @@ routes:
     public: true
     ` + tt.upgrades + "\n"
 			s, err := parse(t, src)
-			if tt.problem != nil {
-				if err == nil {
-					t.Fatal("config accepted, want an error")
-				}
-				for _, w := range tt.problem {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error does not mention %q:\n%v", w, err)
-					}
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,28 +74,19 @@ func TestRefuseUpgrade(t *testing.T) {
 	}
 }
 
+// TestUpstreamTLSProblems: upstream TLS files that exist and match are
+// accepted, relative to the config's directory or absolute. The refused
+// settings are goldens in testdata: upstream-tls-*.
 func TestUpstreamTLSProblems(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t)
-	leaf, other := ca.Client(t, "a"), ca.Client(t, "b")
+	leaf := ca.Client(t, "a")
 	caFile := testutil.WriteFile(t, dir, "ca.pem", ca.PEM)
 	testutil.WriteFile(t, dir, "client.pem", leaf.CertPEM)
 	testutil.WriteFile(t, dir, "client.key", leaf.KeyPEM)
-	testutil.WriteFile(t, dir, "other.key", other.KeyPEM)
-	testutil.WriteFile(t, dir, "not.pem", []byte("hello"))
-	for _, tt := range []struct {
-		name, to, tls string
-		want          []string // substrings of the error; nil: valid
-	}{
-		{"valid", "https://up.test", "{ca_file: ca.pem, cert_file: client.pem, key_file: client.key, server_name: x}", nil},
-		{"valid CA only", "[http://a.test, https://up.test]", "{ca_file: " + caFile + "}", nil},
-		{"missing CA file", "https://up.test", "{ca_file: nope.pem}", []string{"test.yaml:8:", "routes[0].upstream_tls.ca_file", "nope.pem"}},
-		{"CA not PEM", "https://up.test", "{ca_file: not.pem}", []string{"test.yaml:8:", "routes[0].upstream_tls.ca_file", "not.pem: no PEM certificate in it"}},
-		{"cert without key", "https://up.test", "{cert_file: client.pem}", []string{"test.yaml:8:", "cert_file and key_file go together"}},
-		{"key of another certificate", "https://up.test", "{cert_file: client.pem, key_file: other.key}", []string{"test.yaml:8:", "routes[0].upstream_tls.key_file", "other.key", "private key does not match"}},
-		{"empty", "https://up.test", "{}", []string{"test.yaml:8:", "set ca_file"}},
-		{"no https upstream", "http://up.test", "{ca_file: ca.pem}", []string{"test.yaml:8:", "applies to https upstreams"}},
-		{"unknown key", "https://up.test", "{ca_file: ca.pem, client_ca: x}", []string{"test.yaml:8:", `unknown key "client_ca"`}},
+	for _, tt := range []struct{ name, to, tls string }{
+		{"valid", "https://up.test", "{ca_file: ca.pem, cert_file: client.pem, key_file: client.key, server_name: x}"},
+		{"valid CA only", "[http://a.test, https://up.test]", "{ca_file: " + caFile + "}"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := `
@@ -122,26 +98,10 @@ routes:
     public: true
     upstream_tls: ` + tt.tls + "\n"
 			s, err := Parse([]byte(src), "test.yaml", dir, Options{})
-			if s != nil {
-				t.Cleanup(s.Close)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tt.want == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("config accepted, want an error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not mention %q:\n%v", w, err)
-				}
-			}
-			if strings.Contains(err.Error(), "PRIVATE KEY") || strings.Contains(err.Error(), "BEGIN") {
-				t.Errorf("file contents in the error:\n%v", err)
-			}
+			s.Close()
 		})
 	}
 }
