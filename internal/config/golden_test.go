@@ -5,8 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -156,4 +162,116 @@ func setSection(ar *txtar.Archive, name string, data []byte) {
 		}
 	}
 	ar.Files = append(ar.Files, txtar.File{Name: name, Data: data})
+}
+
+// uncoveredOK are problem messages no golden shows, with the reason.
+var uncoveredOK = map[string]string{
+	"generate a session key: %v":                                  "only when the system's random source fails",
+	"generate a client secret: %v":                                "only when the system's random source fails",
+	"policy engine: %v":                                           "only when the built-in CEL environment fails to build",
+	"acme needs a cache_dir to keep certificates across restarts": "the config fills in sekisho-acme when cache_dir is left out",
+}
+
+// TestGoldenCoverMessages lists the problem messages written in the
+// source (the literal formats given to the compiler's and the listener and
+// decision checks' problem helpers) and fails for each one that no golden's
+// want section shows, so a new rule comes with a golden. Messages that only
+// forward another package's error ("%v") are not listed.
+func TestGoldenCoverMessages(t *testing.T) {
+	var wants []string
+	for _, file := range goldenFiles(t) {
+		ar, err := txtar.ParseFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wants = append(wants, string(section(ar, "want")))
+	}
+	all := strings.Join(wants, "\n")
+	var sources []string
+	for _, pattern := range []string{"*.go", "../listen/check.go", "../decision/decisionconf/decisionconf.go"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, m...)
+	}
+	formats := 0
+	for _, src := range sources {
+		if strings.HasSuffix(src, "_test.go") {
+			continue
+		}
+		for _, format := range problemFormats(t, src) {
+			formats++
+			if _, ok := uncoveredOK[format]; ok {
+				continue
+			}
+			if !formatRegexp(format).MatchString(all) {
+				t.Errorf("%s: no golden in testdata shows the problem %q", src, format)
+			}
+		}
+	}
+	if formats < 40 {
+		t.Fatalf("found only %d problem messages in the source; has the way problems are written changed?", formats)
+	}
+}
+
+// problemFormats returns the literal message formats in file: the first
+// string argument of calls to addf and add, and Msg fields of Problem
+// literals, leaving out those made only of verbs ("%v").
+func problemFormats(t *testing.T, file string) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	literal := func(e ast.Expr) {
+		lit, ok := e.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return
+		}
+		s, err := strconv.Unquote(lit.Value)
+		if err != nil || strings.TrimSpace(verb.ReplaceAllString(s, "")) == "" {
+			return
+		}
+		out = append(out, s)
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CallExpr:
+			name := ""
+			switch fn := n.Fun.(type) {
+			case *ast.Ident:
+				name = fn.Name
+			case *ast.SelectorExpr:
+				name = fn.Sel.Name
+			}
+			if name != "addf" && name != "add" {
+				return true
+			}
+			for _, a := range n.Args[1:] {
+				if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					literal(a)
+					break
+				}
+			}
+		case *ast.KeyValueExpr:
+			if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Msg" {
+				literal(n.Value)
+			}
+		}
+		return true
+	})
+	return slices.Compact(out)
+}
+
+var verb = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z]`)
+
+// formatRegexp matches the messages a format produces.
+func formatRegexp(format string) *regexp.Regexp {
+	parts := verb.Split(format, -1)
+	for i, p := range parts {
+		parts[i] = regexp.QuoteMeta(p)
+	}
+	return regexp.MustCompile(strings.Join(parts, ".*"))
 }
