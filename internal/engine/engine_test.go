@@ -7,10 +7,10 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 )
 
 func snapshot(tb testing.TB, issuer string) *config.Snapshot {
@@ -28,17 +28,7 @@ routes:
       - domains: [example.com]
   - {name: open, match: {path: /open}, to: builtin:echo, public: true}
 `, issuer)
-	snap, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(snap.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if !snap.WaitReady(ctx) {
-		tb.Fatal("keys not loaded")
-	}
-	return snap
+	return configtest.New(tb).Snapshot(src)
 }
 
 func request(target, token string) *http.Request {
