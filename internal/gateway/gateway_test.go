@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/telemetry"
@@ -67,19 +68,16 @@ type fixture struct {
 
 func newFixture(t *testing.T, src string) *fixture {
 	t.Helper()
-	logs := &testutil.SyncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
-	m := telemetry.NewMetrics()
-	pool := reuse.NewPool(reuse.Options{})
-	snap, err := config.Parse([]byte(src), "test.yaml", ".", config.Options{Logger: log, OnUpstreamError: m.UpstreamError, Reuse: pool})
+	env := configtest.New(t)
+	snap, err := env.Compile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := New(log, m, true)
+	gw := New(env.Log, env.Metrics, true)
 	gw.Swap(snap)
 	srv := httptest.NewServer(gw)
-	t.Cleanup(func() { srv.Close(); snap.Close() })
-	return &fixture{gw: gw, srv: srv, logs: logs, metrics: m, reuse: pool}
+	t.Cleanup(srv.Close) // before the snapshot is closed
+	return &fixture{gw: gw, srv: srv, logs: env.Logs, metrics: env.Metrics, reuse: env.Reuse}
 }
 
 // do sends a request with a raw request-target (so paths are not cleaned by

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,13 +14,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sekisho/sekisho/internal/config"
-	"github.com/sekisho/sekisho/internal/reuse"
+	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/session/redistest"
-	"github.com/sekisho/sekisho/internal/telemetry"
-	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // loginGateway is a gateway with browser login served on a fixed loopback
@@ -64,27 +59,17 @@ func newLoginGateway(t *testing.T, extra string) *loginGateway {
 // newFixtureOn is newFixture with a given listener and config directory.
 func newFixtureOn(t *testing.T, ln net.Listener, src, dir string) *fixture {
 	t.Helper()
-	logs := &testutil.SyncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
-	m := telemetry.NewMetrics()
-	pool := reuse.NewPool(reuse.Options{})
-	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log, Reuse: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if !snap.WaitReady(ctx) { // the built-in provider is discovered in the background
-		t.Fatal("login providers never became ready")
-	}
-	gw := New(log, m, true)
+	env := configtest.New(t)
+	env.Dir = dir
+	snap := env.Snapshot(src) // waits for the built-in provider's discovery
+	gw := New(env.Log, env.Metrics, true)
 	gw.Swap(snap)
 	srv := httptest.NewUnstartedServer(gw)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); gw.Snapshot().Close() })
-	return &fixture{gw: gw, srv: srv, logs: logs, metrics: m, reuse: pool}
+	return &fixture{gw: gw, srv: srv, logs: env.Logs, metrics: env.Metrics, reuse: env.Reuse}
 }
 
 // browser is an HTTP client that follows redirects, keeps cookies and asks
