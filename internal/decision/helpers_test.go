@@ -2,7 +2,6 @@ package decision
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
@@ -130,28 +130,19 @@ api_tokens: {file: %s}
 // listener, and waits for the issuer's keys.
 func newFixture(t testing.TB, cfg Config, extra string) *fixture {
 	t.Helper()
-	iss := jwttest.NewIssuer(t)
-	logs := &testutil.SyncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	src, dir := snapshotYAML(t, iss, extra)
-	snap, err := config.Parse([]byte(src), "test.yaml", dir, config.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(snap.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if !snap.WaitReady(ctx) {
-		t.Fatal("JWT keys never loaded")
-	}
+	env := configtest.New(t)
+	env.Level.Set(slog.LevelDebug)
+	iss := env.Issuer()
+	src, _ := snapshotYAML(t, iss, extra)
+	snap := env.Snapshot(src)
 	if cfg.Listen == "" && cfg.GRPC == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	dec, err := New(cfg, func() *config.Snapshot { return snap }, log)
+	dec, err := New(cfg, func() *config.Snapshot { return snap }, env.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{iss: iss, snap: snap, dec: dec, logs: logs}
+	f := &fixture{iss: iss, snap: snap, dec: dec, logs: env.Logs}
 	f.srv = httptest.NewServer(dec.Handler())
 	t.Cleanup(f.srv.Close)
 	f.grpc = startGRPC(t, dec)

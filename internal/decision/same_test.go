@@ -10,12 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/gateway"
 )
@@ -225,17 +225,8 @@ func gatewaySnapshot(t *testing.T, f *fixture, extra string) *config.Snapshot {
 		_ = json.NewEncoder(w).Encode(echo.Request{Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(), Headers: r.Header})
 	}))
 	t.Cleanup(up.Close)
-	src, dir := snapshotYAML(t, f.iss, extra)
-	snap, err := config.Parse([]byte(strings.ReplaceAll(src, "builtin:echo", up.URL)), "test.yaml", dir, config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(snap.Close)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if !snap.WaitReady(ctx) {
-		t.Fatal("JWT keys never loaded")
-	}
+	src, _ := snapshotYAML(t, f.iss, extra)
+	snap := configtest.New(t).Snapshot(strings.ReplaceAll(src, "builtin:echo", up.URL))
 	snap.Authn.SessionCookie = f.snap.Authn.SessionCookie
 	return snap
 }
