@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 func policyConfig(t *testing.T, issuer string) string {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
-	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
 )

@@ -9,7 +9,7 @@ import (
 	"github.com/sekisho/sekisho/internal/assertion"
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
-	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/authz"
 	"golang.org/x/net/http/httpguts"
 )

@@ -7,7 +7,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
-	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/decision/decisionconf"
 	"github.com/sekisho/sekisho/internal/devidp"

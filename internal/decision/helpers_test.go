@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/testutil"

@@ -39,7 +39,7 @@ var stages = []struct {
 	// The credential chain, its bearer verifiers, and the browser half (the
 	// login flow and the session store), which the chain reaches through
 	// the authn.SessionAuthenticator interface.
-	{"authenticate", []string{"internal/authn", "internal/authn/apitoken", "internal/authn/jwt", "internal/session", "internal/login"}},
+	{"authenticate", []string{"internal/authn", "internal/authn/apitoken", "internal/authn/jwtauth", "internal/session", "internal/login"}},
 	{"authorize", []string{"internal/authz"}},
 	// The forward parts act after the decision but are built before it: a
 	// compiled route holds its upstream pool and the engine signs the

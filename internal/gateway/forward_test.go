@@ -20,7 +20,7 @@ import (
 	//lint:ignore SA1019 net/http has no server for the h2c Upgrade mechanism, which this test's upstream must accept
 	"golang.org/x/net/http2/h2c"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/testutil"

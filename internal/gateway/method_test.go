@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 // upstreamLog is a real upstream that records the method, path and headers

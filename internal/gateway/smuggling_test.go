@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 // TestRequestSmuggling sends the classic framing ambiguities (both

@@ -4,7 +4,7 @@
 // and back-channel logout.
 //
 // ID tokens and logout tokens are verified with go-oidc's IDTokenVerifier,
-// not the bearer-JWT authenticator (internal/authn/jwt): the login flow
+// not the bearer-JWT authenticator (internal/authn/jwtauth): the login flow
 // needs what that authenticator does not expose — the nonce, the at_hash
 // check against the access token (which needs the signing algorithm), the
 // claims before mapping so that userinfo can be merged in, and logout

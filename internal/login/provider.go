@@ -16,7 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	jwtauth "github.com/sekisho/sekisho/internal/authn/jwt"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 // productionBackoff is the default unknown-kid backoff, for the tests that

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 

@@ -6,7 +6,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 func benchHarness(b *testing.B, alg jose.SignatureAlgorithm) (*harness, *jwttest.Issuer, *jwttest.Key) {

@@ -17,7 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 

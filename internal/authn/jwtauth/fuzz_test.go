@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 // FuzzAuthenticate feeds random and mutated tokens. Nothing may panic, every

@@ -14,7 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 // secs turns a list of seconds into durations, for readable expectations.
