@@ -32,6 +32,10 @@ import (
 // of little use.
 const DefaultTTL = 60 * time.Second
 
+// DefaultHeader is the request header the assertion travels in when
+// upstream_identity.assertion.header does not say.
+const DefaultHeader = "X-Sekisho-Assertion"
+
 // maxCached bounds the per-(identity, audience) assertion cache.
 const maxCached = 10000
 

@@ -16,10 +16,9 @@ import (
 
 // Default names of the identity headers set on forwarded requests.
 const (
-	DefaultUserHeader      = "X-Forwarded-User"
-	DefaultEmailHeader     = "X-Forwarded-Email"
-	DefaultGroupsHeader    = "X-Forwarded-Groups"
-	DefaultAssertionHeader = "X-Sekisho-Assertion"
+	DefaultUserHeader   = "X-Forwarded-User"
+	DefaultEmailHeader  = "X-Forwarded-Email"
+	DefaultGroupsHeader = "X-Forwarded-Groups"
 )
 
 // compileAuth builds the credential chain, the upstream identity headers
@@ -86,7 +85,7 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 		}
 	}
 	if a := ui.Assertion; a != nil {
-		a.Header = orDefault(a.Header, DefaultAssertionHeader)
+		a.Header = orDefault(a.Header, assertion.DefaultHeader)
 		a.Issuer = orDefault(a.Issuer, "sekisho")
 		a.KeyFile = c.path(a.KeyFile)
 		if a.TTL < 0 {

@@ -16,7 +16,7 @@ import (
 )
 
 // DevIDPPrefix is where built-in providers are served: DevIDPPrefix + name.
-const DevIDPPrefix = "/.sekisho/dev/"
+const DevIDPPrefix = login.DefaultPathPrefix + "/dev/"
 
 // Auth is the browser-login part of a snapshot: the login service, its
 // session store and the built-in providers. It is shared across reloads
@@ -139,7 +139,7 @@ func (c *compiler) buildLogin(f *File) (built *Auth) {
 		return nil
 	}
 	a.Login = svc
-	a.cookieName = orDefault(f.Session.Cookie, "_sekisho")
+	a.cookieName = orDefault(f.Session.Cookie, session.DefaultCookieName)
 	return a
 }
 
@@ -174,10 +174,10 @@ func (c *compiler) sessionCodec(f *File, secure bool) *session.Codec {
 	}
 	ttl := f.Session.TTL
 	if ttl == 0 {
-		ttl = 12 * time.Hour
+		ttl = session.DefaultTTL
 	}
 	codec, err := session.NewCodec(session.CodecOptions{
-		Name:   orDefault(f.Session.Cookie, "_sekisho"),
+		Name:   orDefault(f.Session.Cookie, session.DefaultCookieName),
 		Keys:   keys,
 		Secure: secure,
 		Domain: f.Session.Domain,
@@ -272,7 +272,7 @@ func (c *compiler) builtin(ctx context.Context, f *File, p *Provider, at []any, 
 		c.addf(at, "generate a client secret: %v", err)
 		return nil, false
 	}
-	prefix := orDefault(f.Login.PathPrefix, "/.sekisho")
+	prefix := orDefault(f.Login.PathPrefix, login.DefaultPathPrefix)
 	client := devidp.Client{ID: "sekisho", Secret: fmt.Sprintf("%x", secret)}
 	for _, o := range origins {
 		client.RedirectURIs = append(client.RedirectURIs, o+prefix+"/callback")

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/sekisho/sekisho/internal/assertion"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/httperr"
 	"github.com/sekisho/sekisho/internal/normalize"
@@ -189,11 +190,11 @@ func (dl *dialect) allowHeaders(h http.Header, snap *config.Snapshot, v *verdict
 		h.Set(PathHeader, v.res.Path.Escaped)
 	}
 	if dl.everyIdentityHeader {
-		assertion := snap.AssertionHeader
-		if assertion == "" {
-			assertion = config.DefaultAssertionHeader
+		assertionHeader := snap.AssertionHeader
+		if assertionHeader == "" {
+			assertionHeader = assertion.DefaultHeader
 		}
-		for _, name := range [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertion} {
+		for _, name := range [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertionHeader} {
 			// Configured names keep the operator's case; v.set's are canonical.
 			name = http.CanonicalHeaderKey(name)
 			if _, ok := v.set[name]; !ok {
@@ -388,11 +389,11 @@ func removesOwnHeader(snap *config.Snapshot, h http.Header) (string, bool) {
 	if len(conn) == 0 {
 		return "", false
 	}
-	assertion := snap.AssertionHeader
-	if assertion == "" {
-		assertion = config.DefaultAssertionHeader
+	assertionHeader := snap.AssertionHeader
+	if assertionHeader == "" {
+		assertionHeader = assertion.DefaultHeader
 	}
-	own := [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertion}
+	own := [...]string{snap.Headers.User, snap.Headers.Email, snap.Headers.Groups, assertionHeader}
 	for _, v := range conn {
 		for tok := range strings.SplitSeq(v, ",") {
 			tok = textproto.TrimString(tok)

@@ -109,7 +109,7 @@ func TestNewDefaults(t *testing.T) {
 	if got := s.byName["b"].scopes; !slices.Equal(got, []string{"openid", "email", "groups"}) {
 		t.Errorf("scopes = %v, want openid added and duplicates dropped", got)
 	}
-	if s.prefix != "/.sekisho" || s.postLogout != "/.sekisho/signed_out" || s.ttl != defaultSessionTTL {
+	if s.prefix != "/.sekisho" || s.postLogout != "/.sekisho/signed_out" || s.ttl != session.DefaultTTL {
 		t.Errorf("defaults: prefix %q, post-logout %q, ttl %s", s.prefix, s.postLogout, s.ttl)
 	}
 	if !slices.Equal(s.allowed, []RedirectDomain{{Host: "example.com"}}) {

@@ -110,10 +110,10 @@ const (
 	pathUserinfo    = "/userinfo"
 )
 
-const (
-	defaultPrefix     = "/.sekisho"
-	defaultSessionTTL = 12 * time.Hour
-)
+// DefaultPathPrefix is where sekisho's own endpoints live when
+// login.path_prefix does not say; the built-in providers are served under
+// it too.
+const DefaultPathPrefix = "/.sekisho"
 
 // New validates the configuration and starts discovering the providers in
 // the background. Configuration errors name the provider and the key. An
@@ -141,7 +141,7 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	}
 	var errs []error
 	if s.prefix == "" {
-		s.prefix = defaultPrefix
+		s.prefix = DefaultPathPrefix
 	}
 	if !strings.HasPrefix(s.prefix, "/") || strings.HasSuffix(s.prefix, "/") || strings.ContainsAny(s.prefix, "?#%\\ ") {
 		errs = append(errs, fmt.Errorf("login: path prefix %q must start with '/', not end with '/', and hold no '?', '#', '%%', '\\' or spaces", s.prefix))
@@ -157,7 +157,7 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 		errs = append(errs, errors.New("login: session TTL and refresh-ahead must not be negative"))
 	}
 	if s.ttl == 0 {
-		s.ttl = defaultSessionTTL
+		s.ttl = session.DefaultTTL
 	}
 	for i, raw := range o.AllowedRedirectDomains {
 		d, err := ParseRedirectDomain(raw)

@@ -20,9 +20,18 @@ type StoreOptions struct {
 	Logger *slog.Logger
 }
 
+// DefaultTTL is how long a session lasts when the configuration does not
+// say (session.ttl): the one default the codec, the stores and the login
+// service share.
+const DefaultTTL = 12 * time.Hour
+
+// DefaultCookieName is the session cookie's name when session.cookie is
+// not set.
+const DefaultCookieName = "_sekisho"
+
 func (o StoreOptions) withDefaults() StoreOptions {
 	if o.TTL <= 0 {
-		o.TTL = 12 * time.Hour
+		o.TTL = DefaultTTL
 	}
 	if o.IdleTimeout < 0 {
 		o.IdleTimeout = 0
