@@ -15,11 +15,12 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/explain"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // loadForTool loads a config for a one-shot command and waits briefly for
 // JWT keys, so a --token can be verified.
-func loadForTool(path string, stderr io.Writer) (*config.Snapshot, bool) {
+func loadForTool(path string, stderr io.Writer) (*snapshot.Snapshot, bool) {
 	snap, err := config.Load(path, config.Options{})
 	if err != nil {
 		printConfigError(stderr, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -23,7 +24,7 @@ const (
 
 // compileAuth builds the credential chain, the upstream identity headers
 // and the assertion signer.
-func (c *compiler) compileAuth(s *Snapshot, f *File) {
+func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 	s.Realm = f.Realm
 	if s.Realm == "" {
 		s.Realm = "sekisho"
@@ -40,16 +41,20 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 	}
 	if len(f.JWT) > 0 {
 		a, err := share(c.refs, "jwt", f.JWT, hmacFiles, func() (*jwtauth.Authenticator, func(), error) {
-			a, err := jwtauth.New(context.Background(), f.JWT, jwtauth.Options{
+			// Its own context, cancelled by its close when the last
+			// snapshot sharing it is closed.
+			ctx, cancel := context.WithCancel(c.opts.Context)
+			a, err := jwtauth.New(ctx, f.JWT, jwtauth.Options{
 				HTTPClient:   c.opts.HTTPClient,
 				Logger:       c.opts.Logger,
 				OnUnknownKID: c.opts.OnJWTUnknownKID,
 				OnKeyRefresh: c.opts.OnJWKSRefresh,
 			})
 			if err != nil {
+				cancel()
 				return nil, nil, err
 			}
-			return a, a.Close, nil
+			return a, func() { a.Close(); cancel() }, nil
 		})
 		if err != nil {
 			c.addf([]any{"jwt"}, "%v", err)
@@ -77,7 +82,7 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 	h.User = orDefault(h.User, DefaultUserHeader)
 	h.Email = orDefault(h.Email, DefaultEmailHeader)
 	h.Groups = orDefault(h.Groups, DefaultGroupsHeader)
-	s.Headers = *h
+	s.Headers = snapshot.IdentityHeaders{User: h.User, Email: h.Email, Groups: h.Groups}
 	strip := append([]string{h.User, h.Email, h.Groups}, ui.Strip...)
 	for i, name := range strip {
 		if !httpguts.ValidHeaderFieldName(name) {
@@ -111,7 +116,7 @@ func (c *compiler) compileAuth(s *Snapshot, f *File) {
 // compilePolicy compiles a route's allow/deny rules. A route is public or
 // has at least one allow rule: anything else could only ever deny, which is
 // almost always a mistake (a typo'd or forgotten rule).
-func (c *compiler) compilePolicy(env *authz.Env, r *Route, out *CompiledRoute, at []any) {
+func (c *compiler) compilePolicy(env *authz.Env, r *Route, out *snapshot.Route, at []any) {
 	hasRules := len(r.Allow) > 0 || len(r.Deny) > 0
 	switch {
 	case r.Public && hasRules:

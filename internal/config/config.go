@@ -1,5 +1,5 @@
 // Package config turns the YAML file a user writes into an immutable,
-// compiled Snapshot (route table, upstream pools, trust settings). A snapshot
+// compiled snapshot.Snapshot (route table, upstream pools, trust settings). A snapshot
 // is built and validated entirely off the request path and then swapped in
 // atomically; a file that does not compile never replaces a working one.
 package config
@@ -24,8 +24,6 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/sekisho/sekisho/internal/assertion"
-	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/decision/decisionconf"
 	"github.com/sekisho/sekisho/internal/listen"
@@ -33,6 +31,8 @@ import (
 	"github.com/sekisho/sekisho/internal/proxy"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/route"
+	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // MaxFileBytes bounds the config file size: a config is small, and an
@@ -59,113 +59,19 @@ type Options struct {
 	Reuse *reuse.Pool
 	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
 	HTTPClient *http.Client
+	// Context bounds the background work of the parts a compile starts
+	// (JWT key refresh, provider discovery, built-in providers, the Redis
+	// session client). Each part also runs on a context of its own that
+	// its close cancels when its last reference is released, so a part
+	// shared by later snapshots outlives the one that built it. It must
+	// live as long as Reuse: serve passes its process context. Default:
+	// context.Background().
+	Context context.Context
 }
 
-// Snapshot is one compiled, immutable configuration. Requests load the
-// current snapshot once and use only it, so a reload never changes the rules
-// under a request in flight.
-type Snapshot struct {
-	// File is the parsed source, for settings read at start (listen, admin, log).
-	File *File
-	// Source is where the file came from.
-	Source string
-	// Routes is the compiled route table.
-	Routes *route.Table[*CompiledRoute]
-	// Trust says whose X-Forwarded-* headers are believed.
-	Trust *normalize.Trust
-	// Strip lists the identity and method-override headers removed from
-	// every inbound request (an applied override is put back).
-	Strip *normalize.HeaderSet
-	// Hidden is Strip plus the credential header: names route conditions
-	// and policies never look at, since a client controls their values.
-	Hidden *normalize.HeaderSet
-	// Authn finds and verifies bearer credentials.
-	Authn *authn.Chain
-	// Headers are the identity headers set on forwarded requests.
-	Headers IdentityHeaderNames
-	// Assertion signs the identity JWT sent upstream; nil when off.
-	Assertion       *assertion.Signer
-	AssertionHeader string
-	// Realm is used in WWW-Authenticate challenges.
-	Realm string
-
-	// Auth is browser login; nil without providers.
-	Auth *Auth
-
-	// refs are the snapshot's references on the shared parts it uses (JWT
-	// verifier, login service, assertion signer, upstream pools); Close
-	// gives them back.
-	refs *reuse.Refs
-}
-
-// CompiledRoute is what the gateway needs once a request matched a route.
-type CompiledRoute struct {
-	Name              string
-	Public            bool
-	AllowEncodedSlash bool
-	// PassCredentials forwards the credential sekisho verified; by default
-	// it is removed so upstreams never receive tokens they did not ask for.
-	PassCredentials bool
-	// Policy decides; nil only for public routes.
-	Policy *authz.Policy
-	// API routes never redirect to a login page.
-	API bool
-	// AllowPathParams accepts ';' in the path (matrix parameters).
-	AllowPathParams bool
-	// AllowExtensionMethods accepts methods other than the standard ones;
-	// without it they are refused (400), so an unusual method cannot reach
-	// an upstream that might treat it as a standard one.
-	AllowExtensionMethods bool
-	// AllowMethodOverride decides a POST with one method-override header
-	// as the overriding method (see engine.Evaluate); without it override
-	// headers are stripped before forwarding.
-	AllowMethodOverride bool
-	// Upstream forwards the request; nil for decision-only routes.
-	Upstream http.Handler
-	// Upgrades are the protocol names (lower case) a request may ask to
-	// switch to with an Upgrade header; see RefuseUpgrade.
-	Upgrades []string
-}
-
-// Close gives back the snapshot's references on its shared parts; those
-// no other snapshot uses are closed (background key refresh stopped, idle
-// upstream connections closed). It is called after a newer snapshot has
-// replaced this one; requests still running on it finish normally. Calling
-// it again does nothing.
-func (s *Snapshot) Close() {
-	s.refs.Release()
-}
-
-// WaitReady waits until the JWT verifier has keys for every issuer and the
-// login providers are discovered, or ctx ends. Start and reload call it
-// before serving the snapshot, so tokens that verified a moment ago keep
-// verifying and the first browser is not told the provider is unreachable.
-func (s *Snapshot) WaitReady(ctx context.Context) bool {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for !s.ready() {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-	}
-	return true
-}
-
-// ready reports whether JWT issuers have keys and login providers are
-// discovered.
-func (s *Snapshot) ready() bool {
-	if s.Authn != nil && s.Authn.JWT != nil && !s.Authn.JWT.Ready() {
-		return false
-	}
-	return s.Auth == nil || s.Auth.Login.Ready()
-}
-
-// WatchFiles lists the files besides the config whose change should reload
+// watchFiles lists the files besides the config whose change should reload
 // it: API tokens, and the secret files, so that a rotated key takes effect.
-func (s *Snapshot) WatchFiles() []string {
-	f := s.File
+func watchFiles(f *File) []string {
 	files := []string{f.Session.SecretFile}
 	if f.APITokens != nil {
 		files = append(files, f.APITokens.File)
@@ -188,45 +94,64 @@ func (s *Snapshot) WatchFiles() []string {
 }
 
 // Load reads, validates and compiles the config file at path.
-func Load(path string, opts Options) (*Snapshot, error) {
+func Load(path string, opts Options) (*snapshot.Snapshot, error) {
+	snap, _, err := LoadFile(path, opts)
+	return snap, err
+}
+
+// LoadFile is Load that also returns the decoded file, for the settings a
+// process reads once at start (listen, admin, log, decision).
+func LoadFile(path string, opts Options) (*snapshot.Snapshot, *File, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, fmt.Errorf("read config: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read config %s: %w", path, err)
 	}
 	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("read config %s: larger than %d bytes", path, MaxFileBytes)
+		return nil, nil, fmt.Errorf("read config %s: larger than %d bytes", path, MaxFileBytes)
 	}
-	return Parse(data, path, filepath.Dir(path), opts)
+	return Compile(data, path, filepath.Dir(path), opts)
 }
 
 // Parse validates and compiles config bytes. name is used in error messages;
 // relative file paths in the config are resolved against baseDir.
-func Parse(data []byte, name, baseDir string, opts Options) (*Snapshot, error) {
+func Parse(data []byte, name, baseDir string, opts Options) (*snapshot.Snapshot, error) {
+	snap, _, err := Compile(data, name, baseDir, opts)
+	return snap, err
+}
+
+// Compile is Parse that also returns the decoded file, for the settings a
+// process reads once at start (listen, admin, log, decision); the snapshot
+// does not carry them.
+func Compile(data []byte, name, baseDir string, opts Options) (*snapshot.Snapshot, *File, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Reuse == nil {
 		opts.Reuse = reuse.NewPool(reuse.Options{})
 	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
+	}
 	c := &compiler{name: name, baseDir: baseDir, opts: opts}
 	file, err := c.decode(data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	snap := c.compile(file)
 	if len(c.problems) > 0 {
 		// Gives back what the compile took: parts it built are closed,
 		// parts the running snapshot shares keep its references.
 		snap.Close()
-		return nil, &Error{Problems: c.problems}
+		return nil, nil, &Error{Problems: c.problems}
 	}
 	snap.Source = name
-	return snap, nil
+	snap.WatchFiles = watchFiles(file)
+	return snap, file, nil
 }
 
 // Decode parses config bytes into a File without compiling it: for settings
@@ -317,9 +242,9 @@ func (c *compiler) yamlProblem(msg string) Problem {
 	return p
 }
 
-func (c *compiler) compile(f *File) *Snapshot {
+func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	c.refs = c.opts.Reuse.NewRefs()
-	s := &Snapshot{File: f, refs: c.refs}
+	s := snapshot.New(c.refs)
 	c.checkListen(f)
 	c.checkDecision(f)
 	c.defaults(f)
@@ -334,8 +259,8 @@ func (c *compiler) compile(f *File) *Snapshot {
 	s.Strip = normalize.DefaultIdentityHeaders().With(normalize.MethodOverrideHeaders...)
 	c.compileAuth(s, f)
 	c.compileLogin(s, f)
-	if s.Auth != nil && s.Authn != nil {
-		s.Authn.Session, s.Authn.SessionCookie = s.Auth.Login, s.Auth.cookieName
+	if s.Login != nil && s.Authn != nil {
+		s.Authn.Session, s.Authn.SessionCookie = s.Login.Service, orDefault(f.Session.Cookie, session.DefaultCookieName)
 	}
 	env, err := authz.NewEnv()
 	if err != nil {
@@ -347,7 +272,7 @@ func (c *compiler) compile(f *File) *Snapshot {
 		c.addf([]any{"routes"}, "no routes: add at least one (every request would get 404)")
 	}
 	names := make(map[string]int, len(f.Routes))
-	rules := make([]route.Rule[*CompiledRoute], 0, len(f.Routes))
+	rules := make([]route.Rule[*snapshot.Route], 0, len(f.Routes))
 	for i := range f.Routes {
 		r := &f.Routes[i]
 		at := []any{"routes", i}
@@ -363,12 +288,12 @@ func (c *compiler) compile(f *File) *Snapshot {
 				c.addf(append(at, "match", "headers", name), "%s is an identity, credential or method-override header a client can forge (sekisho strips or consumes it); a route cannot match on it", name)
 			}
 		}
-		compiled := &CompiledRoute{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, API: r.API, AllowPathParams: r.AllowPathParams,
+		compiled := &snapshot.Route{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, NoLoginRedirect: r.API, AllowPathParams: r.AllowPathParams,
 			AllowExtensionMethods: r.AllowExtensionMethods, AllowMethodOverride: r.AllowMethodOverride}
 		compiled.Upgrades = c.upgrades(r, at)
 		c.compilePolicy(env, r, compiled, at)
-		compiled.Upstream = c.pool(s, r, at)
-		rules = append(rules, route.Rule[*CompiledRoute]{
+		compiled.Upstream = c.pool(f, r, at)
+		rules = append(rules, route.Rule[*snapshot.Route]{
 			Name:       r.Name,
 			Hosts:      r.Match.hostList(),
 			Path:       r.Match.Path,
@@ -419,9 +344,9 @@ func headerMatches(h map[string]string) []route.HeaderMatch {
 }
 
 // pool compiles a route's upstreams into a proxy pool.
-func (c *compiler) pool(s *Snapshot, r *Route, at []any) http.Handler {
+func (c *compiler) pool(f *File, r *Route, at []any) *proxy.Pool {
 	if len(r.To) == 0 {
-		if s.File.Decision == nil {
+		if f.Decision == nil {
 			c.addf(append(at, "to"), "route %q has no upstream (to:); only routes used by the decision service may leave it out", r.Name)
 		}
 		return nil

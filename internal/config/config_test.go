@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
@@ -20,17 +21,24 @@ routes:
     public: true
 `
 
-func parse(t *testing.T, src string) (*Snapshot, error) {
+func parse(t *testing.T, src string) (*snapshot.Snapshot, error) {
 	t.Helper()
-	s, err := Parse([]byte(src), "test.yaml", "/etc/sekisho", Options{})
-	if s != nil {
-		t.Cleanup(s.Close)
-	}
+	s, _, err := compile(t, src)
 	return s, err
 }
 
+// compile is parse that also returns the decoded file.
+func compile(t *testing.T, src string) (*snapshot.Snapshot, *File, error) {
+	t.Helper()
+	s, f, err := Compile([]byte(src), "test.yaml", "/etc/sekisho", Options{})
+	if s != nil {
+		t.Cleanup(s.Close)
+	}
+	return s, f, err
+}
+
 func TestParseMinimal(t *testing.T) {
-	s, err := parse(t, minimal)
+	s, f, err := compile(t, minimal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +49,10 @@ func TestParseMinimal(t *testing.T) {
 	if !ok || name != "echo" || !rt.Public || rt.Upstream == nil {
 		t.Fatalf("match = %v %q %v", rt, name, ok)
 	}
-	if s.File.Admin.Listen != "127.0.0.1:9090" {
-		t.Errorf("admin default = %q", s.File.Admin.Listen)
+	if f.Admin.Listen != "127.0.0.1:9090" {
+		t.Errorf("admin default = %q", f.Admin.Listen)
 	}
-	if !*s.File.Log.Access {
+	if !*f.Log.Access {
 		t.Error("access log should default to on")
 	}
 }
@@ -76,15 +84,15 @@ func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Load(path, Options{})
+	s, f, err := LoadFile(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got, want := s.File.Listen.TLS.CertFile, filepath.Join(dir, "tls.crt"); got != want {
+	if got, want := f.Listen.TLS.CertFile, filepath.Join(dir, "tls.crt"); got != want {
 		t.Errorf("cert_file = %q, want %q", got, want)
 	}
-	if got := s.File.Listen.TLS.KeyFile; got != keyFile {
+	if got := f.Listen.TLS.KeyFile; got != keyFile {
 		t.Errorf("key_file = %q", got)
 	}
 }
@@ -162,14 +170,14 @@ routes:
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if b.Authn.JWT != a.Authn.JWT || b.Auth != a.Auth {
+	if b.Authn.JWT != a.Authn.JWT || b.Login != a.Login {
 		t.Fatal("unchanged JWT and login settings were rebuilt instead of carried over")
 	}
 	a.Close() // must not close what b uses
 	if got := closes.take(); len(got) != 0 {
 		t.Fatalf("closing the old snapshot closed %d parts the new one uses", len(got))
 	}
-	if b.Auth.Login == nil {
+	if b.Login.Service == nil {
 		t.Fatal("login gone")
 	}
 	c, err := Parse([]byte(strings.Replace(src, "audiences: [x]", "audiences: [y]", 1)), "c.yaml", ".", opts)
@@ -180,7 +188,7 @@ routes:
 	if c.Authn.JWT == b.Authn.JWT {
 		t.Fatal("a changed jwt section reused the old verifier")
 	}
-	if c.Auth != b.Auth {
+	if c.Login != b.Login {
 		t.Fatal("unchanged login settings were rebuilt")
 	}
 }
@@ -201,7 +209,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := func(s *Snapshot, path string) http.Handler {
+	upstream := func(s *snapshot.Snapshot, path string) http.Handler {
 		rt, _, _ := s.Routes.Match("x", path, "GET", nil)
 		return rt.Upstream
 	}
@@ -253,7 +261,7 @@ routes:
   - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
 `
 	pool, _ := newReusePool()
-	load := func() *Snapshot {
+	load := func() *snapshot.Snapshot {
 		t.Helper()
 		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Reuse: pool})
 		if err != nil {
@@ -263,17 +271,17 @@ routes:
 		return s
 	}
 	a := load()
-	if got, want := a.WatchFiles(), []string{keyFile, hmacFile}; !slices.Equal(got, want) {
+	if got, want := a.WatchFiles, []string{keyFile, hmacFile}; !slices.Equal(got, want) {
 		t.Errorf("WatchFiles = %q, want %q", got, want)
 	}
 	b := load()
-	if b.Auth != a.Auth || b.Authn.JWT != a.Authn.JWT {
+	if b.Login != a.Login || b.Authn.JWT != a.Authn.JWT {
 		t.Fatal("unchanged settings and files were rebuilt")
 	}
 	write(keyFile, strings.Repeat("cd", 32)+"\n"+strings.Repeat("ab", 32)+"\n")
 	write(hmacFile, strings.Repeat("t", 32))
 	c := load()
-	if c.Auth == b.Auth {
+	if c.Login == b.Login {
 		t.Error("a rotated session key kept the login service built with the old one")
 	}
 	if c.Authn.JWT == b.Authn.JWT {

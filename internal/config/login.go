@@ -13,28 +13,17 @@ import (
 	"github.com/sekisho/sekisho/internal/login"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
-// DevIDPPrefix is where built-in providers are served: DevIDPPrefix + name.
-const DevIDPPrefix = login.DefaultPathPrefix + "/dev/"
-
-// Auth is the browser-login part of a snapshot: the login service, its
-// session store and the built-in providers. It is shared across reloads
-// that change neither providers, session, login or listen nor the secret
-// files they name (session keys, client secrets), so a reload neither logs
-// everyone out nor forgets logins in progress, and a rotated key takes
-// effect.
-type Auth struct {
-	Login *login.Service
-	// DevIDPs maps a mount path (DevIDPPrefix + name + "/") to a built-in provider.
-	DevIDPs map[string]*devidp.Provider
-
-	cookieName string
-	cancel     context.CancelFunc
-	redis      *session.RedisStore
-	cookie     *session.CookieStore
-	// refs hold the cookie stores' revocations, shared with the Auth this
-	// one replaces and the one that replaces it.
+// loginPart is the browser-login part being built, with what closing it
+// takes besides the snapshot.Login the snapshot sees.
+type loginPart struct {
+	login  *snapshot.Login
+	cancel context.CancelFunc // ends discovery, the built-in providers and Redis
+	redis  *session.RedisStore
+	// refs hold the cookie stores' revocations, shared with the login
+	// part this one replaces and the one that replaces it.
 	refs *reuse.Refs
 }
 
@@ -46,7 +35,7 @@ type loginSection struct {
 	Listen    Listen
 }
 
-func (a *Auth) close() {
+func (a *loginPart) close() {
 	a.cancel()
 	if a.redis != nil {
 		_ = a.redis.Close()
@@ -55,7 +44,7 @@ func (a *Auth) close() {
 }
 
 // compileLogin builds the login service, or shares the running one.
-func (c *compiler) compileLogin(s *Snapshot, f *File) {
+func (c *compiler) compileLogin(s *snapshot.Snapshot, f *File) {
 	if len(f.Providers) == 0 {
 		for _, key := range []string{"session", "login"} {
 			if n := nodeAt(c.root, key); n != nil && n != nodeAt(c.root) {
@@ -71,12 +60,12 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		secretFiles = append(secretFiles, f.Providers[i].ClientSecretFile)
 	}
 	section := loginSection{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen}
-	a, err := share(c.refs, "login", section, secretFiles, func() (*Auth, func(), error) {
+	l, err := share(c.refs, "login", section, secretFiles, func() (*snapshot.Login, func(), error) {
 		a := c.buildLogin(f)
 		if a == nil {
 			return nil, nil, errProblems
 		}
-		return a, a.close, nil
+		return a.login, a.close, nil
 	})
 	if err != nil {
 		if !errors.Is(err, errProblems) {
@@ -84,14 +73,16 @@ func (c *compiler) compileLogin(s *Snapshot, f *File) {
 		}
 		return
 	}
-	s.Auth = a
+	s.Login = l
 }
 
 // buildLogin builds the login service; nil when it recorded problems.
-func (c *compiler) buildLogin(f *File) (built *Auth) {
+func (c *compiler) buildLogin(f *File) (built *loginPart) {
 	n := len(c.problems)
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &Auth{cancel: cancel, DevIDPs: map[string]*devidp.Provider{}, refs: c.opts.Reuse.NewRefs()}
+	// The part's own context: its close cancels it when the last snapshot
+	// sharing it is closed, not when the one that built it is.
+	ctx, cancel := context.WithCancel(c.opts.Context)
+	a := &loginPart{login: &snapshot.Login{DevIDPs: map[string]http.Handler{}}, cancel: cancel, refs: c.opts.Reuse.NewRefs()}
 	defer func() {
 		if len(c.problems) > n || built == nil {
 			a.close()
@@ -115,7 +106,7 @@ func (c *compiler) buildLogin(f *File) (built *Auth) {
 			if !ok {
 				continue
 			}
-			a.DevIDPs[DevIDPPrefix+p.Name+"/"] = dev
+			a.login.DevIDPs[snapshot.DevIDPPrefix+p.Name+"/"] = dev.Handler()
 			transport = dev.Transport(transport)
 		}
 		providers[i] = p.ProviderConfig
@@ -138,8 +129,7 @@ func (c *compiler) buildLogin(f *File) (built *Auth) {
 		c.addf([]any{"providers"}, "%v", err)
 		return nil
 	}
-	a.Login = svc
-	a.cookieName = orDefault(f.Session.Cookie, session.DefaultCookieName)
+	a.login.Service, a.login.Store = svc, store
 	return a
 }
 
@@ -190,7 +180,7 @@ func (c *compiler) sessionCodec(f *File, secure bool) *session.Codec {
 	return codec
 }
 
-func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Codec, a *Auth) session.Store {
+func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Codec, a *loginPart) session.Store {
 	if codec == nil {
 		return nil
 	}
@@ -209,7 +199,6 @@ func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Cod
 			return nil
 		}
 		cs.UseRevocations(rev)
-		a.cookie = cs
 		return cs
 	default:
 		rs, err := session.NewRedisStore(ctx, st, codec, opts)
@@ -258,7 +247,7 @@ func (c *compiler) builtin(ctx context.Context, f *File, p *Provider, at []any, 
 			// Browsers use either name; register both callbacks.
 			origins = []string{scheme + "://" + net.JoinHostPort("127.0.0.1", port), scheme + "://" + net.JoinHostPort("localhost", port)}
 		}
-		issuer = origins[0] + DevIDPPrefix + p.Name
+		issuer = origins[0] + snapshot.DevIDPPrefix + p.Name
 	} else {
 		u, err := parseUpstream(issuer)
 		if err != nil || u.Host == "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // TestCookieRevocationsSurviveRebuild: a reload that rebuilds the login
@@ -35,7 +36,7 @@ routes:
 `
 	}
 	pool, _ := newReusePool()
-	load := func(src string) *Snapshot {
+	load := func(src string) *snapshot.Snapshot {
 		t.Helper()
 		s, err := Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Reuse: pool})
 		if err != nil {
@@ -47,7 +48,7 @@ routes:
 	a := load(src("/bye"))
 	ctx := context.Background()
 	sess := &session.Session{ID: "s1", Provider: "dev", Identity: &identity.Identity{Subject: "a"}}
-	cookies, err := a.Auth.cookie.Save(ctx, httptest.NewRequest("GET", "/", nil), sess)
+	cookies, err := cookieStore(t, a).Save(ctx, httptest.NewRequest("GET", "/", nil), sess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,16 +56,27 @@ routes:
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
-	if _, err := a.Auth.cookie.Delete(ctx, req); err != nil {
+	if _, err := cookieStore(t, a).Delete(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	b := load(src("/goodbye"))
-	if b.Auth == a.Auth || b.Auth.cookie == a.Auth.cookie {
+	if b.Login == a.Login || cookieStore(t, b) == cookieStore(t, a) {
 		t.Fatal("the login service was not rebuilt; the test needs a rebuild")
 	}
-	if _, err := b.Auth.cookie.Load(ctx, req); !errors.Is(err, session.ErrRevoked) {
+	if _, err := cookieStore(t, b).Load(ctx, req); !errors.Is(err, session.ErrRevoked) {
 		t.Fatalf("signed-out cookie after a rebuild: %v, want ErrRevoked", err)
 	}
+}
+
+// cookieStore is the snapshot's session store, which keeps sessions in
+// cookies.
+func cookieStore(t *testing.T, s *snapshot.Snapshot) *session.CookieStore {
+	t.Helper()
+	cs, ok := s.Login.Store.(*session.CookieStore)
+	if !ok {
+		t.Fatalf("session store is %T, want a cookie store", s.Login.Store)
+	}
+	return cs
 }
 
 // TestBuiltinProviderAsksForRefreshTokens: sign-in with the built-in
@@ -80,14 +92,14 @@ func TestBuiltinProviderAsksForRefreshTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
-		for !s.Auth.Login.Ready() {
+		for !s.Login.Service.Ready() {
 			if time.Now().After(deadline) {
 				t.Fatal("the built-in provider was not discovered")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		rec := httptest.NewRecorder()
-		s.Auth.Login.StartLogin(rec, httptest.NewRequest("GET", "http://127.0.0.1:18996/a", nil))
+		s.Login.Service.StartLogin(rec, httptest.NewRequest("GET", "http://127.0.0.1:18996/a", nil))
 		loc, err := url.Parse(rec.Header().Get("Location"))
 		if err != nil || rec.Code != 302 {
 			t.Fatalf("StartLogin: %d %q", rec.Code, rec.Header().Get("Location"))

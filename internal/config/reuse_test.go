@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/reuse"
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
@@ -41,7 +42,7 @@ func newReusePool() (*reuse.Pool, *closeLog) {
 }
 
 // sharedParts are the parts of a snapshot that reloads share, by name.
-func sharedParts(t *testing.T, s *Snapshot) map[string]any {
+func sharedParts(t *testing.T, s *snapshot.Snapshot) map[string]any {
 	t.Helper()
 	upstream := func(path string) any {
 		rt, _, ok := s.Routes.Match("gw.test", path, "GET", nil)
@@ -52,7 +53,7 @@ func sharedParts(t *testing.T, s *Snapshot) map[string]any {
 	}
 	return map[string]any{
 		"jwt":       s.Authn.JWT,
-		"login":     s.Auth,
+		"login":     s.Login,
 		"assertion": s.Assertion,
 		"pool a":    upstream("/a"),
 		"pool b":    upstream("/b"),
@@ -156,7 +157,7 @@ routes:
 			testutil.WriteFile(t, dir, "assertion.key", testutil.NewCA(t).Client(t, "k1").KeyPEM)
 			testutil.WriteFile(t, dir, "ca.pem", testutil.NewCA(t).PEM)
 			pool, closes := newReusePool()
-			parse := func(src string) (*Snapshot, error) {
+			parse := func(src string) (*snapshot.Snapshot, error) {
 				return Parse([]byte(src), filepath.Join(dir, "c.yaml"), dir, Options{Reuse: pool})
 			}
 			old, err := parse(base)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net/http"
 	"slices"
 	"strings"
 
@@ -12,12 +11,6 @@ import (
 // when it does not say: WebSocket, which the proxy relays as an opaque
 // stream after the route's policy allowed the handshake.
 var defaultUpgrades = []string{"websocket"}
-
-// Messages for refused upgrades. They never repeat what the client sent.
-const (
-	msgH2CUpgrade   = "Upgrading to HTTP/2 (h2c) is not accepted: use HTTP/2 over TLS, or HTTP/1.1."
-	msgOtherUpgrade = "This route does not accept the protocol upgrade requested (only WebSocket, unless configured)."
-)
 
 // upgrades compiles a route's upgrades: list. An h2c (or h2) upgrade is a
 // configuration error rather than an option: the upstream would speak
@@ -43,46 +36,4 @@ func (c *compiler) upgrades(r *Route, at []any) []string {
 		}
 	}
 	return out
-}
-
-// RefuseUpgrade checks the protocols a request asks to switch to (its
-// Upgrade header) against the route's upgrades. It returns a message for
-// the client when one of them is not allowed, and "" when the request asks
-// for no upgrade or only allowed ones. Every listed protocol must be
-// allowed, whatever Connection says, so no proxy or upstream in between can
-// pick a refused one. Requests without an Upgrade header cost one map
-// lookup.
-func (r *CompiledRoute) RefuseUpgrade(h http.Header) string {
-	values, ok := h["Upgrade"]
-	if !ok {
-		return ""
-	}
-	msg := ""
-	for _, v := range values {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			tok = strings.Trim(tok, " \t")
-			if tok == "" {
-				continue
-			}
-			name, _, _ := strings.Cut(tok, "/") // protocol-name ["/" protocol-version]
-			if strings.EqualFold(name, "h2c") || strings.EqualFold(name, "h2") {
-				return msgH2CUpgrade
-			}
-			if !r.allowsUpgrade(name) {
-				msg = msgOtherUpgrade // keep looking: h2c has its own message
-			}
-		}
-	}
-	return msg
-}
-
-func (r *CompiledRoute) allowsUpgrade(name string) bool {
-	for _, p := range r.Upgrades {
-		if strings.EqualFold(p, name) {
-			return true
-		}
-	}
-	return false
 }

@@ -21,9 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/reuse"
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/telemetry"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
@@ -113,7 +114,7 @@ func (e *Env) Options() config.Options {
 // Compile compiles src (named test.yaml in problems) with the Env's
 // options and returns what config.Parse returns; the test's cleanup closes
 // an accepted snapshot. For tests of refused configs and of reloads.
-func (e *Env) Compile(src string) (*config.Snapshot, error) {
+func (e *Env) Compile(src string) (*snapshot.Snapshot, error) {
 	e.t.Helper()
 	s, err := config.Parse([]byte(src), "test.yaml", e.Dir, e.Options())
 	if s != nil {
@@ -126,7 +127,7 @@ func (e *Env) Compile(src string) (*config.Snapshot, error) {
 // the snapshot is ready to serve (the JWT verifier has every issuer's keys,
 // the login providers are discovered), as serve does before it swaps a
 // snapshot in.
-func (e *Env) Snapshot(src string) *config.Snapshot {
+func (e *Env) Snapshot(src string) *snapshot.Snapshot {
 	e.t.Helper()
 	s, err := e.Compile(src)
 	if err != nil {
@@ -138,7 +139,7 @@ func (e *Env) Snapshot(src string) *config.Snapshot {
 
 // WaitReady waits up to ReadyTimeout for s to be ready to serve, and fails
 // the test otherwise.
-func WaitReady(t testing.TB, s *config.Snapshot) {
+func WaitReady(t testing.TB, s *snapshot.Snapshot) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
 	defer cancel()

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // TestCaddyForwardAuth runs the real Caddy with examples/integrations/Caddyfile
@@ -14,7 +14,7 @@ import (
 func TestCaddyForwardAuth(t *testing.T) {
 	bin := findBinary(t, "caddy")
 	f := newFixture(t, Config{}, loginConfig)
-	f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return &fakeLogin{} })
+	f.dec.SetLogin(func(*snapshot.Snapshot) LoginStarter { return &fakeLogin{} })
 	app := newRecordingApp(t)
 
 	dir := t.TempDir()

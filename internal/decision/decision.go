@@ -25,10 +25,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/decision/decisionconf"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // Config is the `decision:` section of the configuration file; its rules
@@ -52,12 +52,12 @@ type LoginStarter interface {
 // Server answers decision requests on the current configuration snapshot.
 type Server struct {
 	cfg      Config
-	current  func() *config.Snapshot
+	current  func() *snapshot.Snapshot
 	log      *slog.Logger
 	trust    *normalize.Trust
 	tls      *tls.Config // nil without TLS
 	certs    *listen.CertReloader
-	loginFor func(*config.Snapshot) LoginStarter
+	loginFor func(*snapshot.Snapshot) LoginStarter
 	limits   Limits
 
 	mu       sync.Mutex
@@ -70,7 +70,7 @@ type Server struct {
 // New checks cfg (addresses, CIDRs, certificate files) without opening any
 // socket, by the same rules `sekisho check` reports (decisionconf.Check).
 // current returns the snapshot to decide on; nil while none is loaded.
-func New(cfg Config, current func() *config.Snapshot, log *slog.Logger) (*Server, error) {
+func New(cfg Config, current func() *snapshot.Snapshot, log *slog.Logger) (*Server, error) {
 	if current == nil {
 		return nil, errors.New("decision: no snapshot source")
 	}
@@ -87,9 +87,9 @@ func New(cfg Config, current func() *config.Snapshot, log *slog.Logger) (*Server
 // SetLogin makes browser redirects possible: for each snapshot, f returns
 // the login to send browsers to, or nil when the snapshot has none. Without
 // it, browsers get 401 like any other client. Call it before serving.
-func (s *Server) SetLogin(f func(*config.Snapshot) LoginStarter) { s.loginFor = f }
+func (s *Server) SetLogin(f func(*snapshot.Snapshot) LoginStarter) { s.loginFor = f }
 
-func (s *Server) login(snap *config.Snapshot) LoginStarter {
+func (s *Server) login(snap *snapshot.Snapshot) LoginStarter {
 	if s.loginFor == nil {
 		return nil
 	}

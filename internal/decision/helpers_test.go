@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/configtest"
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
@@ -101,7 +101,7 @@ type tokens struct {
 
 type fixture struct {
 	iss    *jwttest.Issuer
-	snap   *config.Snapshot
+	snap   *snapshot.Snapshot
 	dec    *Server
 	srv    *httptest.Server // the HTTP decision endpoints
 	grpc   authv3.AuthorizationClient
@@ -138,7 +138,7 @@ func newFixture(t testing.TB, cfg Config, extra string) *fixture {
 	if cfg.Listen == "" && cfg.GRPC == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	dec, err := New(cfg, func() *config.Snapshot { return snap }, env.Log)
+	dec, err := New(cfg, func() *snapshot.Snapshot { return snap }, env.Log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,10 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/sekisho/sekisho/internal/assertion"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/httperr"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/reqinfo"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // HTTP endpoints of the decision listener.
@@ -179,7 +179,7 @@ func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *diale
 }
 
 // allowHeaders writes what the proxy passes upstream on an allow.
-func (dl *dialect) allowHeaders(h http.Header, snap *config.Snapshot, v *verdict) {
+func (dl *dialect) allowHeaders(h http.Header, snap *snapshot.Snapshot, v *verdict) {
 	for k, vs := range v.set {
 		h[k] = vs
 	}
@@ -384,7 +384,7 @@ func describeForwardAuth(r *http.Request, d *described) (string, bool) {
 // assertion): a proxy that honours Connection after copying sekisho's
 // headers in would remove them again, and the upstream would get an
 // authenticated request without its identity.
-func removesOwnHeader(snap *config.Snapshot, h http.Header) (string, bool) {
+func removesOwnHeader(snap *snapshot.Snapshot, h http.Header) (string, bool) {
 	conn := h["Connection"]
 	if len(conn) == 0 {
 		return "", false

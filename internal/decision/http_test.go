@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/login"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 func TestDescribe(t *testing.T) {
@@ -357,7 +357,7 @@ providers:
 func TestBrowserRedirects(t *testing.T) {
 	f := newFixture(t, Config{}, loginConfig)
 	login := &fakeLogin{}
-	f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return login })
+	f.dec.SetLogin(func(*snapshot.Snapshot) LoginStarter { return login })
 	html := []string{"Accept", "text/html,application/xhtml+xml"}
 	loc := "https://login.example.com/start?rd=https://gw.test/api1/a/b?x=1"
 
@@ -424,7 +424,7 @@ func TestBrowserRedirects(t *testing.T) {
 	})
 	t.Run("with the login service", func(t *testing.T) {
 		g := newFixture(t, Config{}, loginConfig)
-		g.dec.SetLogin(func(s *config.Snapshot) LoginStarter { return s.Auth.Login })
+		g.dec.SetLogin(func(s *snapshot.Snapshot) LoginStarter { return s.Login.Service })
 		resp, _ := raw(t, g.addr(), "GET", "/envoy/api1/x?y=1", append([]string{"Host", "gw.test", "X-Forwarded-Proto", "https"}, html...)...)
 		want := "https://gw.test/.sekisho/start?rd=https%3A%2F%2Fgw.test%2Fapi1%2Fx%3Fy%3D1"
 		if resp.StatusCode != 302 || resp.Header.Get("Location") != want {
@@ -456,7 +456,7 @@ func TestSignIn(t *testing.T) {
 		{"refuses a target the login refuses", "GET", "/sign_in?rd=https://evil.example/", 400, "", "not allowed"},
 		{"GET only", "POST", "/sign_in?rd=/x", 405, "", "Use GET"},
 	}
-	f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return login })
+	f.dec.SetLogin(func(*snapshot.Snapshot) LoginStarter { return login })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := raw(t, f.addr(), tt.method, tt.target, "Host", "auth.test", "Accept", "application/json", "Content-Length", "0")
@@ -490,7 +490,7 @@ func TestSignInComparesScheme(t *testing.T) {
 	trusting := newFixture(t, Config{}, loginConfig) // loopback is trusted
 	distrusting := newFixture(t, Config{TrustedProxies: []string{"192.0.2.0/24"}}, loginConfig)
 	for _, f := range []*fixture{trusting, distrusting} {
-		f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return originLogin{} })
+		f.dec.SetLogin(func(*snapshot.Snapshot) LoginStarter { return originLogin{} })
 	}
 	const httpsRD, httpRD = "https%3A%2F%2Fapp.test%2Fx", "http%3A%2F%2Fapp.test%2Fx"
 	tests := []struct {
@@ -524,7 +524,7 @@ func TestSignInComparesScheme(t *testing.T) {
 }
 
 func TestNoSnapshotAnswers503(t *testing.T) {
-	dec, err := New(Config{Listen: "127.0.0.1:0"}, func() *config.Snapshot { return nil }, nil)
+	dec, err := New(Config{Listen: "127.0.0.1:0"}, func() *snapshot.Snapshot { return nil }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +543,7 @@ func TestNoSnapshotAnswers503(t *testing.T) {
 }
 
 func TestClientIPWalk(t *testing.T) {
-	dec, err := New(Config{Listen: ":0", TrustedProxies: []string{"10.0.0.0/8"}}, func() *config.Snapshot { return nil }, nil)
+	dec, err := New(Config{Listen: ":0", TrustedProxies: []string{"10.0.0.0/8"}}, func() *snapshot.Snapshot { return nil }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

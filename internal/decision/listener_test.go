@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/listen"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // startListeners starts dec's real listeners (HTTP and gRPC) with limits
@@ -24,7 +24,7 @@ import (
 func startListeners(t *testing.T, f *fixture, cfg Config, limits *Limits) (httpAddr, grpcAddr string) {
 	t.Helper()
 	cfg.Listen, cfg.GRPC = "127.0.0.1:0", "127.0.0.1:0"
-	dec, err := New(cfg, func() *config.Snapshot { return f.snap }, f.dec.log)
+	dec, err := New(cfg, func() *snapshot.Snapshot { return f.snap }, f.dec.log)
 	if err != nil {
 		t.Fatal(err)
 	}

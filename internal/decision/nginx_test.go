@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // TestNginxAuthRequest runs the real nginx with examples/integrations/nginx.conf
@@ -13,7 +13,7 @@ import (
 func TestNginxAuthRequest(t *testing.T) {
 	bin := findBinary(t, "nginx")
 	f := newFixture(t, Config{}, loginConfig)
-	f.dec.SetLogin(func(*config.Snapshot) LoginStarter { return &fakeLogin{} })
+	f.dec.SetLogin(func(*snapshot.Snapshot) LoginStarter { return &fakeLogin{} })
 	app := newRecordingApp(t)
 
 	dir := t.TempDir()

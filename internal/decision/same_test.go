@@ -14,10 +14,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/echo"
 	"github.com/sekisho/sekisho/internal/gateway"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // modeResult is what one mode decided: the status the client would get,
@@ -219,7 +219,7 @@ func TestSameDecisionsInEveryMode(t *testing.T) {
 // with a real upstream in place of builtin:echo, which redacts credentials
 // and cookies: this one answers with every header it got, as the echo's
 // JSON.
-func gatewaySnapshot(t *testing.T, f *fixture, extra string) *config.Snapshot {
+func gatewaySnapshot(t *testing.T, f *fixture, extra string) *snapshot.Snapshot {
 	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(echo.Request{Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(), Headers: r.Header})

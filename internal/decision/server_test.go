@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -46,7 +46,7 @@ func TestNewValidates(t *testing.T) {
 		{"missing client CA", Config{Listen: ":0", TLS: &TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: filepath.Join(dir, "ca.pem")}}, "client_ca_file"},
 		{"client CA is not PEM", Config{Listen: ":0", TLS: &TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: notPEM}}, "no PEM certificate"},
 	}
-	current := func() *config.Snapshot { return nil }
+	current := func() *snapshot.Snapshot { return nil }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(tt.cfg, current, nil)
@@ -68,7 +68,7 @@ func TestStartBindErrorNamesTheAddress(t *testing.T) {
 	defer busy.Close()
 	addr := busy.Addr().String()
 	for _, cfg := range []Config{{Listen: addr}, {Listen: "127.0.0.1:0", GRPC: addr}} {
-		dec, err := New(cfg, func() *config.Snapshot { return nil }, nil)
+		dec, err := New(cfg, func() *snapshot.Snapshot { return nil }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestMTLS(t *testing.T) {
 		TrustedProxies: []string{"10.0.0.0/8"},
 		TLS:            &TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.caCert},
 	}
-	dec, err := New(cfg, func() *config.Snapshot { return f.snap }, nil)
+	dec, err := New(cfg, func() *snapshot.Snapshot { return f.snap }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	f := newFixture(t, Config{}, "")
 	pki := newPKI(t)
 	dec, err := New(Config{Listen: "127.0.0.1:0", TLS: &TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey}},
-		func() *config.Snapshot { return f.snap }, nil)
+		func() *snapshot.Snapshot { return f.snap }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

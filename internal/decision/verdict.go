@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/engine"
 	"github.com/sekisho/sekisho/internal/normalize"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // described is the original request as a proxy described it, in the form
@@ -58,7 +58,7 @@ type verdict struct {
 
 // decide runs the engine on d and works out the answer, exactly as the
 // gateway would for the same request.
-func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described) verdict {
+func (s *Server) decide(ctx context.Context, snap *snapshot.Snapshot, d *described) verdict {
 	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, HeadersReachUpstream: d.keepsHeaders})
 	v := verdict{res: res, status: res.Outcome.Status(), cookies: setCookies(res.Cookies)}
 	if res.Outcome == engine.Allowed {
@@ -90,7 +90,7 @@ func (s *Server) decide(ctx context.Context, snap *config.Snapshot, d *described
 // headers h into the answer's lists: headers to set (every identity header,
 // and rewritten ones such as Cookie without the credential) and headers to
 // remove.
-func upstreamChanges(snap *config.Snapshot, res *engine.Result, h http.Header) (set http.Header, remove []string) {
+func upstreamChanges(snap *snapshot.Snapshot, res *engine.Result, h http.Header) (set http.Header, remove []string) {
 	ch := res.UpstreamChanges(snap, h)
 	set = make(http.Header, ch.Identity.Len()+ch.Len())
 	ch.Identity.SetOn(set)

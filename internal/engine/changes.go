@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/authn"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/reqinfo"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // Changes are what happens to an allowed request's headers before it goes
@@ -105,7 +105,7 @@ func (c *Changes) remove(key string) {
 //     set, when someone was authenticated.
 //
 // It changes nothing in h. It is meant for an Allowed result only.
-func (res *Result) UpstreamChanges(snap *config.Snapshot, h http.Header) Changes {
+func (res *Result) UpstreamChanges(snap *snapshot.Snapshot, h http.Header) Changes {
 	var c Changes
 	if res.Identity != nil {
 		setIdentityHeaders(&c.Identity, snap, res.Identity, res.RouteName)
@@ -144,7 +144,7 @@ func (res *Result) UpstreamChanges(snap *config.Snapshot, h http.Header) Changes
 // setIdentityHeaders records the identity headers and, when configured,
 // the signed assertion (audience: the route) that tell an upstream who
 // called.
-func setIdentityHeaders(h *reqinfo.Headers, snap *config.Snapshot, id *identity.Identity, route string) {
+func setIdentityHeaders(h *reqinfo.Headers, snap *snapshot.Snapshot, id *identity.Identity, route string) {
 	if id.Username != "" {
 		h.Set(snap.Headers.User, id.Username)
 	}

@@ -13,12 +13,13 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // changesSnapshot has a route that keeps credentials and one that passes
 // them on, a token header (configured in lower case) and a token cookie,
 // and browser sessions in the "_sekisho" cookie.
-func changesSnapshot(t *testing.T) *config.Snapshot {
+func changesSnapshot(t *testing.T) *snapshot.Snapshot {
 	t.Helper()
 	snap, err := config.Parse([]byte(`
 listen: {http: "127.0.0.1:0"}
@@ -36,7 +37,7 @@ routes:
 }
 
 // allowed is the result Evaluate gives for an allowed request on route.
-func allowed(t *testing.T, snap *config.Snapshot, route string, id *identity.Identity, src authn.Source, method, override string) *Result {
+func allowed(t *testing.T, snap *snapshot.Snapshot, route string, id *identity.Identity, src authn.Source, method, override string) *Result {
 	t.Helper()
 	rt, name, ok := snap.Routes.Match("gw.test", "/"+route+"/x", method, http.Header{})
 	if !ok || name != route {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/normalize"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // Options change how a request is evaluated.
@@ -76,7 +76,7 @@ type Result struct {
 
 	Path      normalize.Path
 	Host      string // normalized, for matching
-	Route     *config.CompiledRoute
+	Route     *snapshot.Route
 	RouteName string
 	Identity  *identity.Identity
 	// Source is where the verified credential was found.
@@ -105,7 +105,7 @@ type Result struct {
 // request: Method, Host, RequestURI (the request-target as sent), Header.
 // It sets r.Method to the canonical method (normalize.Method), so that what
 // is forwarded is what was decided.
-func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Options) Result {
+func Evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o Options) Result {
 	var res Result
 
 	// normalize
@@ -221,7 +221,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, r *http.Request, o Opt
 // a `_method` parameter on a POST is refused. It returns whether the
 // decided method is an extension method; ok is false, with res filled in,
 // when the request is refused.
-func methodOverride(snap *config.Snapshot, r *http.Request, res *Result, ext, keeps bool) (isExt, ok bool) {
+func methodOverride(snap *snapshot.Snapshot, r *http.Request, res *Result, ext, keeps bool) (isExt, ok bool) {
 	var header, value string
 	var headers, params int
 	if res.Route.AllowMethodOverride || keeps {
@@ -271,8 +271,8 @@ func methodOverride(snap *config.Snapshot, r *http.Request, res *Result, ext, ke
 // rather than answered 401: browser login is configured, the route is not
 // for programs (api: true), and the request is a browser navigation (GET or
 // HEAD asking for HTML).
-func (res *Result) WantsLogin(snap *config.Snapshot, r *http.Request) bool {
-	if res.Outcome != Unauthenticated || snap.Auth == nil || res.Route == nil || res.Route.API {
+func (res *Result) WantsLogin(snap *snapshot.Snapshot, r *http.Request) bool {
+	if res.Outcome != Unauthenticated || snap.Login == nil || res.Route == nil || res.Route.NoLoginRedirect {
 		return false
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

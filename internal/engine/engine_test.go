@@ -11,9 +11,10 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/configtest"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
-func snapshot(tb testing.TB, issuer string) *config.Snapshot {
+func testSnapshot(tb testing.TB, issuer string) *snapshot.Snapshot {
 	tb.Helper()
 	src := fmt.Sprintf(`
 listen: {http: "127.0.0.1:0"}
@@ -42,7 +43,7 @@ func request(target, token string) *http.Request {
 
 func TestEvaluate(t *testing.T) {
 	iss := jwttest.NewIssuer(t)
-	snap := snapshot(t, iss.URL)
+	snap := testSnapshot(t, iss.URL)
 	mfa := iss.Token(t, "amr", []string{"mfa"})
 	tests := []struct {
 		name      string
@@ -88,7 +89,7 @@ func TestOutcomeStatus(t *testing.T) {
 // route with three rules: the issue's target is ≤ 5 µs and ≤ 10 allocs.
 func BenchmarkEvaluateCachedJWT(b *testing.B) {
 	iss := jwttest.NewIssuer(b)
-	snap := snapshot(b, iss.URL)
+	snap := testSnapshot(b, iss.URL)
 	r := request("/api1/users/42", iss.Token(b, "amr", []string{"mfa"}))
 	ctx := context.Background()
 	o := Options{ClientIP: netip.MustParseAddr("192.0.2.1")}

@@ -13,9 +13,9 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/engine"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // Request describes one request to evaluate.
@@ -53,7 +53,7 @@ type Report struct {
 }
 
 // Explain evaluates req against snap with every rule traced.
-func Explain(ctx context.Context, snap *config.Snapshot, req Request) (*Report, error) {
+func Explain(ctx context.Context, snap *snapshot.Snapshot, req Request) (*Report, error) {
 	r, err := req.httpRequest()
 	if err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 // Suite is a policy test file: a config and the decisions expected of it.
@@ -75,7 +75,7 @@ type Failure struct {
 }
 
 // Run evaluates every case and returns those that failed.
-func (s *Suite) Run(ctx context.Context, snap *config.Snapshot) []Failure {
+func (s *Suite) Run(ctx context.Context, snap *snapshot.Snapshot) []Failure {
 	var fails []Failure
 	for _, c := range s.Cases {
 		rep, err := Explain(ctx, snap, c.Request)

@@ -511,7 +511,7 @@ routes:
 	if resp.StatusCode != http.StatusOK || string(body) != "client renewed" {
 		t.Fatalf("after renewing the client certificate: %d %s", resp.StatusCode, body)
 	}
-	if !slices.Contains(f.gw.Snapshot().WatchFiles(), certFile) {
+	if !slices.Contains(f.gw.Snapshot().WatchFiles, certFile) {
 		t.Error("the client certificate file is not watched for changes")
 	}
 }

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/authn"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/engine"
 	"github.com/sekisho/sekisho/internal/httperr"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/reqinfo"
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
@@ -27,7 +27,7 @@ const JWKSPath = "/.well-known/sekisho/jwks.json"
 
 // Gateway serves requests on the current configuration snapshot.
 type Gateway struct {
-	snap       atomic.Pointer[config.Snapshot]
+	snap       atomic.Pointer[snapshot.Snapshot]
 	generation atomic.Uint64
 	metrics    *telemetry.Metrics
 	log        *slog.Logger
@@ -41,13 +41,13 @@ func New(log *slog.Logger, metrics *telemetry.Metrics, accessLog bool) *Gateway 
 
 // Swap makes s the snapshot for new requests and returns the one it
 // replaced (nil the first time). Requests already running keep theirs.
-func (g *Gateway) Swap(s *config.Snapshot) (old *config.Snapshot, generation uint64) {
+func (g *Gateway) Swap(s *snapshot.Snapshot) (old *snapshot.Snapshot, generation uint64) {
 	old = g.snap.Swap(s)
 	return old, g.generation.Add(1)
 }
 
 // Snapshot is the snapshot in use, nil before the first Swap.
-func (g *Gateway) Snapshot() *config.Snapshot { return g.snap.Load() }
+func (g *Gateway) Snapshot() *snapshot.Snapshot { return g.snap.Load() }
 
 // Ready reports whether a snapshot is live.
 func (g *Gateway) Ready() bool { return g.snap.Load() != nil }
@@ -116,16 +116,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // deny answers a request the pipeline refused: a browser without a session
 // goes to sign in, everyone else gets the status with a short page.
-func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, snap *config.Snapshot, res *engine.Result) {
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, snap *snapshot.Snapshot, res *engine.Result) {
 	if res.WantsLogin(snap, r) {
-		snap.Auth.Login.StartLogin(w, r)
+		snap.Login.Service.StartLogin(w, r)
 		return
 	}
 	if c := res.Challenge(snap.Realm); c != "" {
 		w.Header().Set("WWW-Authenticate", c)
 	}
 	if res.Outcome == engine.Forbidden && res.Source == authn.SourceSession {
-		prefix := snap.Auth.Login.PathPrefix()
+		prefix := snap.Login.Service.PathPrefix()
 		msg := "You are signed in as " + res.Identity.Username + ", which may not access this route."
 		httperr.WriteActions(w, r, http.StatusForbidden, msg,
 			httperr.Action{Label: "Sign out or switch account", URL: prefix + "/sign_out", Method: http.MethodPost})
@@ -137,7 +137,7 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, snap *config.Snap
 // ownEndpoint serves sekisho's endpoints under "/.": the assertion JWKS,
 // the built-in providers and the login endpoints. It reports whether it
 // answered.
-func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *config.Snapshot, info *reqinfo.Info) bool {
+func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *snapshot.Snapshot, info *reqinfo.Info) bool {
 	p, err := normalize.Request(r)
 	if err != nil || !strings.HasPrefix(p.Path, "/.") {
 		return false // the pipeline answers (400 for a bad path)
@@ -152,19 +152,19 @@ func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *conf
 		info.Route = "sekisho:jwks"
 		snap.Assertion.JWKSHandler().ServeHTTP(w, r)
 		return true
-	case snap.Auth == nil:
+	case snap.Login == nil:
 		return false
-	case strings.HasPrefix(p.Path, config.DevIDPPrefix):
-		for mount, dev := range snap.Auth.DevIDPs {
+	case strings.HasPrefix(p.Path, snapshot.DevIDPPrefix):
+		for mount, dev := range snap.Login.DevIDPs {
 			if strings.HasPrefix(p.Path+"/", mount) {
 				info.Route = "sekisho:dev-idp"
-				dev.Handler().ServeHTTP(w, r)
+				dev.ServeHTTP(w, r)
 				return true
 			}
 		}
-	case snap.Auth.Login.Owns(p.Path):
+	case snap.Login.Service.Owns(p.Path):
 		info.Route = "sekisho:login"
-		snap.Auth.Login.ServeHTTP(w, r)
+		snap.Login.Service.ServeHTTP(w, r)
 		return true
 	}
 	return false

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -97,6 +98,11 @@ type Service struct {
 
 	retryMin  time.Duration
 	onRefresh func(sessionID string, err error)
+
+	// discovered is closed once every provider is discovered; undiscovered
+	// counts those not yet.
+	discovered   chan struct{}
+	undiscovered atomic.Int32
 }
 
 // Endpoint names under PathPrefix.
@@ -209,6 +215,11 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	}
 
 	s.ctx = ctx
+	s.discovered = make(chan struct{})
+	s.undiscovered.Store(int32(len(s.providers)))
+	if len(s.providers) == 0 {
+		close(s.discovered)
+	}
 	for _, p := range s.providers {
 		go s.discoverLoop(ctx, p)
 	}
@@ -225,6 +236,12 @@ func (s *Service) Ready() bool {
 		}
 	}
 	return true
+}
+
+// Discovered is closed once every provider is discovered, so that start
+// and reload wait on it instead of polling Ready.
+func (s *Service) Discovered() <-chan struct{} {
+	return s.discovered
 }
 
 // PathPrefix is where the login endpoints live, for links to them.

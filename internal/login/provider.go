@@ -253,6 +253,9 @@ func (s *Service) discover(ctx context.Context, p *provider) error {
 	}
 	p.disc.Store(d)
 	close(p.ready)
+	if s.undiscovered.Add(-1) == 0 {
+		close(s.discovered)
+	}
 	return nil
 }
 

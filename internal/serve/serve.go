@@ -30,6 +30,7 @@ import (
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
@@ -72,7 +73,7 @@ func (inst *Instance) watchExtra() {
 	if inst.watcher == nil {
 		return
 	}
-	for _, f := range inst.Gateway.Snapshot().WatchFiles() {
+	for _, f := range inst.Gateway.Snapshot().WatchFiles {
 		if err := inst.watcher.Add(filepath.Dir(f)); err != nil {
 			inst.log.Warn("cannot watch file; reload with SIGHUP after changing it", "file", f, "error", err)
 		}
@@ -95,6 +96,10 @@ func Run(ctx context.Context, opts Options) error {
 		// One pool for the life of the process: each snapshot takes its
 		// parts from it, so a reload keeps the unchanged ones.
 		Reuse: reuse.NewPool(reuse.Options{}),
+		// The parts outlive ctx while requests drain: each one's context
+		// is cancelled by its own close, when the last snapshot holding
+		// it is closed.
+		Context: context.WithoutCancel(ctx),
 	}
 
 	// The log settings are read first so that everything built from the
@@ -116,11 +121,10 @@ func Run(ctx context.Context, opts Options) error {
 	inst.log = log
 	inst.cfgOpts.Logger = log
 	session.SetRedisLogger(log)
-	snap, err := inst.load()
+	snap, file, err := inst.load()
 	if err != nil {
 		return err
 	}
-	file = snap.File
 	inst.started = file
 	inst.Gateway = gateway.New(log, inst.Metrics, *file.Log.Access)
 	_, gen := inst.Gateway.Swap(snap)
@@ -197,7 +201,7 @@ func Run(ctx context.Context, opts Options) error {
 
 // startDecision starts the decision service on the same snapshots as the
 // gateway; browsers it must send to sign in go to the login service.
-func startDecision(ctx context.Context, f *config.File, current func() *config.Snapshot, log *slog.Logger) (*decision.Server, error) {
+func startDecision(ctx context.Context, f *config.File, current func() *snapshot.Snapshot, log *slog.Logger) (*decision.Server, error) {
 	srv, err := decision.New(*f.Decision, current, log)
 	if err != nil {
 		return nil, err
@@ -209,11 +213,11 @@ func startDecision(ctx context.Context, f *config.File, current func() *config.S
 		IdleTimeout:       f.Listen.IdleTimeout,
 		MaxHeaderBytes:    f.Listen.MaxHeaderBytes,
 	})
-	srv.SetLogin(func(s *config.Snapshot) decision.LoginStarter {
-		if s.Auth == nil {
+	srv.SetLogin(func(s *snapshot.Snapshot) decision.LoginStarter {
+		if s.Login == nil {
 			return nil
 		}
-		return s.Auth.Login
+		return s.Login.Service
 	})
 	if err := srv.Start(ctx); err != nil {
 		return nil, err
@@ -248,23 +252,24 @@ const keysWait = 10 * time.Second
 // load compiles the configuration, sharing unchanged parts with the
 // running snapshot (through cfgOpts.Reuse), and waits (bounded) for newly
 // built JWT verifiers to have keys.
-func (inst *Instance) load() (*config.Snapshot, error) {
-	var snap *config.Snapshot
+func (inst *Instance) load() (*snapshot.Snapshot, *config.File, error) {
+	var snap *snapshot.Snapshot
+	var file *config.File
 	var err error
 	if inst.opts.ConfigPath != "" {
-		snap, err = config.Load(inst.opts.ConfigPath, inst.cfgOpts)
+		snap, file, err = config.LoadFile(inst.opts.ConfigPath, inst.cfgOpts)
 	} else {
-		snap, err = config.Parse(inst.opts.DefaultConfig, "embedded quickstart config", ".", inst.cfgOpts)
+		snap, file, err = config.Compile(inst.opts.DefaultConfig, "embedded quickstart config", ".", inst.cfgOpts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), keysWait)
 	defer cancel()
 	if !snap.WaitReady(ctx) {
 		inst.log.Warn("some JWT issuers' keys or login providers are not available yet; their tokens get 401 and their logins 503 until they are", "waited", keysWait.String())
 	}
-	return snap, nil
+	return snap, file, nil
 }
 
 // Reload compiles the configuration again and swaps it in. A config that
@@ -272,13 +277,13 @@ func (inst *Instance) load() (*config.Snapshot, error) {
 func (inst *Instance) Reload() error {
 	inst.reloadMu.Lock()
 	defer inst.reloadMu.Unlock()
-	snap, err := inst.load()
+	snap, file, err := inst.load()
 	if err != nil {
 		inst.Metrics.Reload(false, 0)
 		inst.log.Error("config reload failed; keeping the running configuration", "config", inst.opts.ConfigPath, "error", err.Error())
 		return err
 	}
-	inst.applyStartOnly(snap.File)
+	inst.applyStartOnly(file)
 	old, gen := inst.Gateway.Swap(snap)
 	inst.Metrics.Reload(true, gen)
 	if old != nil {
@@ -404,7 +409,7 @@ func (inst *Instance) relevant(ev fsnotify.Event) bool {
 		return true
 	}
 	if snap := inst.Gateway.Snapshot(); snap != nil {
-		for _, f := range snap.WatchFiles() {
+		for _, f := range snap.WatchFiles {
 			if filepath.Clean(f) == filepath.Clean(ev.Name) {
 				return true
 			}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -116,6 +117,11 @@ type Authenticator struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// keysReady is closed once every issuer that fetches a JWKS has keys;
+	// pending counts those still without.
+	keysReady chan struct{}
+	pending   atomic.Int32
 }
 
 // New validates the issuers and starts fetching their keys in the
@@ -181,6 +187,15 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 		return nil, err
 	}
 
+	a.keysReady = make(chan struct{})
+	for _, iss := range a.issuers {
+		if iss.needsJWKS {
+			a.pending.Add(1)
+		}
+	}
+	if a.pending.Load() == 0 {
+		close(a.keysReady)
+	}
 	ctx, a.cancel = context.WithCancel(ctx)
 	for _, iss := range a.issuers {
 		if iss.needsJWKS {
@@ -344,6 +359,13 @@ func (a *Authenticator) Ready() bool {
 		}
 	}
 	return true
+}
+
+// KeysReady is closed once every issuer has keys (at once when none
+// fetches a JWKS), so that start and reload wait on it instead of polling
+// Ready.
+func (a *Authenticator) KeysReady() <-chan struct{} {
+	return a.keysReady
 }
 
 // Close stops the background key refresh and waits for it to end.

@@ -304,7 +304,12 @@ func (a *Authenticator) install(iss *issuer, ks *keySet) bool {
 		a.log.Info("jwt issuer keys updated", "issuer", iss.name, "keys", len(ks.all))
 		changed = true
 	}
-	iss.readyOnce.Do(func() { close(iss.ready) })
+	iss.readyOnce.Do(func() {
+		close(iss.ready)
+		if a.pending.Add(-1) == 0 {
+			close(a.keysReady)
+		}
+	})
 	return changed
 }
 
