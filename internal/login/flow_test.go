@@ -427,10 +427,20 @@ func TestDiscoveryRetriesUntilProviderIsUp(t *testing.T) {
 	if h.svc.Ready() {
 		t.Fatal("Ready before the provider was discovered")
 	}
+	select {
+	case <-h.svc.Discovered():
+		t.Fatal("Discovered is closed before the provider was discovered")
+	default:
+	}
 	close(up)
 	h.waitDiscovered("late")
 	if !h.svc.Ready() {
 		t.Fatal("not Ready after discovery")
+	}
+	select {
+	case <-h.svc.Discovered():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Discovered is not closed after every provider was discovered")
 	}
 	h.login(b, "/app")
 	if !strings.Contains(h.logs.String(), "OIDC discovery failed") {

@@ -255,6 +255,11 @@ func TestHMACOnlyIssuer(t *testing.T) {
 	if !h.Ready() {
 		t.Error("an HMAC-only issuer needs no JWKS and is ready at once")
 	}
+	select {
+	case <-h.KeysReady():
+	default:
+		t.Error("KeysReady is not closed for an HMAC-only issuer, which needs no JWKS")
+	}
 	claims := map[string]any{"iss": "ci-system", "aud": "api", "sub": "ci", "exp": t0.Add(time.Minute).Unix()}
 	if _, err := h.Authenticate(context.Background(), jwttest.SignWith(t, jose.HS512, secret, claims)); err != nil {
 		t.Fatalf("valid HS512: %v", err)
@@ -380,6 +385,11 @@ func TestIssuerUnreachableAtStart(t *testing.T) {
 	if h.Ready() {
 		t.Fatal("ready although one issuer has no keys")
 	}
+	select {
+	case <-h.KeysReady():
+		t.Fatal("KeysReady is closed although one issuer has no keys")
+	default:
+	}
 	if _, err := h.Authenticate(context.Background(), jwttest.Sign(t, upKey, up.Claims(t0))); err != nil {
 		t.Fatalf("reachable issuer: %v", err)
 	}
@@ -396,6 +406,11 @@ func TestIssuerUnreachableAtStart(t *testing.T) {
 	}
 	if !h.Ready() {
 		t.Error("not ready after keys arrived")
+	}
+	select {
+	case <-h.KeysReady():
+	case <-time.After(5 * time.Second):
+		t.Error("KeysReady is not closed after every issuer has keys")
 	}
 }
 
