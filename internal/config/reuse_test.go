@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -8,7 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/testutil"
@@ -229,5 +234,64 @@ routes:
 				}
 			}
 		})
+	}
+}
+
+// TestSharedPartOutlivesTheSnapshotThatBuiltIt: a part started at compile
+// runs on a context of its own, not one the building snapshot's Close
+// cancels. After the first snapshot closes, the JWT verifier the second
+// one shares still fetches a key published afterwards (its background
+// refresh is alive); closing the last snapshot closes it.
+func TestSharedPartOutlivesTheSnapshotThatBuiltIt(t *testing.T) {
+	iss := jwttest.NewIssuer(t)
+	src := fmt.Sprintf(`
+listen: {http: "127.0.0.1:0"}
+jwt: [{issuer: %q, audiences: [api]}]
+routes:
+  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [admin]}]}
+`, iss.URL)
+	pool, closes := newReusePool()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	parse := func() *snapshot.Snapshot {
+		t.Helper()
+		s, err := Parse([]byte(src), "c.yaml", t.TempDir(), Options{Reuse: pool, Context: ctx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.WaitReady(ctx) {
+			t.Fatal("the issuer's keys did not arrive")
+		}
+		return s
+	}
+	first := parse()
+	second := parse()
+	if first.Authn.JWT != second.Authn.JWT {
+		t.Fatal("the verifier is not shared; the test needs it shared")
+	}
+	first.Close()
+	if got := closes.take(); len(got) != 0 {
+		t.Fatalf("closing the first snapshot closed %d shared parts", len(got))
+	}
+
+	rotated := jwttest.NewKey(t, "k2", jose.RS256)
+	iss.Publish(rotated)
+	tok := jwttest.Sign(t, rotated, iss.Claims(time.Now()))
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := second.Authn.JWT.Authenticate(ctx, tok)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("a key published after the first snapshot closed is never fetched: %v", err)
+		case <-tick.C:
+		}
+	}
+	second.Close()
+	if got := closes.take(); !slices.Contains(got, any(second.Authn.JWT)) {
+		t.Error("closing the last snapshot did not close the verifier")
 	}
 }
