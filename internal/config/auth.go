@@ -11,6 +11,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"golang.org/x/net/http/httpguts"
 )
@@ -110,7 +111,9 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 		s.Assertion = signer
 	}
 	s.Strip = s.Strip.With(strip...)
-	s.Hidden = s.Strip.With(f.Credentials.Header)
+	// Forwarding headers are stripped by the proxy stage, so the client's
+	// values would be decided on but never forwarded: hidden as well.
+	s.Hidden = s.Strip.With(append([]string{f.Credentials.Header}, normalize.ForwardingHeaders...)...)
 }
 
 // compilePolicy compiles a route's allow/deny rules. A route is public or

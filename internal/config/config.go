@@ -285,7 +285,7 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 		}
 		for name := range r.Match.Headers {
 			if s.Hidden.Matches(name) {
-				c.addf(append(at, "match", "headers", name), "%s is an identity, credential or method-override header a client can forge (sekisho strips or consumes it); a route cannot match on it", name)
+				c.addf(append(at, "match", "headers", name), "%s is an identity, credential, method-override or forwarding header a client can forge (sekisho strips or consumes it; the client address is request.client_ip); a route cannot match on it", name)
 			}
 		}
 		compiled := &snapshot.Route{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, NoLoginRedirect: r.API, AllowPathParams: r.AllowPathParams,

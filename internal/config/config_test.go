@@ -318,3 +318,16 @@ func TestRouteCannotMatchForgeableHeaders(t *testing.T) {
 		t.Errorf("an ordinary header condition was refused: %v", err)
 	}
 }
+
+// TestRouteCannotMatchForwardingHeaders: a route condition on a header
+// through which a client describes its own address, host or path is refused
+// at check time (the proxy stage strips them; the address is
+// request.client_ip).
+func TestRouteCannotMatchForwardingHeaders(t *testing.T) {
+	for _, name := range []string{"X-Forwarded-For", "x_real_ip", "Forwarded", "X-Forwarded-Uri", "X-Original-URL", "X-Forwarded-Host", "X-Request-Id"} {
+		src := "listen: {http: ':0'}\nroutes:\n  - {name: a, match: {path: /a, headers: {" + name + ": 10.0.0.1}}, to: builtin:echo, public: true}\n"
+		if _, err := parse(t, src); err == nil || !strings.Contains(err.Error(), "cannot match on it") || !strings.Contains(err.Error(), "request.client_ip") {
+			t.Errorf("route matching on %s: %v", name, err)
+		}
+	}
+}

@@ -41,6 +41,28 @@ func DefaultIdentityHeaders() *HeaderSet {
 	)
 }
 
+// ForwardingHeaders are the request headers through which proxies describe
+// the original request to the next hop: the client's address, the scheme,
+// host, port, method, path or path prefix it used, and its request id.
+// Upstream frameworks believe them (Spring, ASP.NET, Rails, chi, Symfony,
+// IIS URL Rewrite, Envoy), so a client that sends its own could make an
+// upstream see a different request from the one sekisho decided. The proxy
+// stage strips every spelling of them before setting its own values, and
+// policies and route conditions never see them: the client's address is
+// request.client_ip, believed per trusted_proxies. Like identity headers
+// they match in any case and with '_' for '-'.
+var ForwardingHeaders = []string{
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
+	"X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Server", "X-Forwarded-Path",
+	"X-Forwarded-Client-Cert",
+	"True-Client-Ip", "X-Real-Ip", "X-Client-Ip",
+	"X-Original-Url", "X-Original-Uri", "X-Original-Host", "X-Original-Method",
+	"X-Rewrite-Url", "X-Host", "X-Envoy-Original-Path",
+	"Front-End-Https", "X-Url-Scheme",
+	"X-Request-Id",
+}
+
 // With returns a copy of s that also strips names, for identity headers a
 // route is configured to send upstream.
 func (s *HeaderSet) With(names ...string) *HeaderSet {

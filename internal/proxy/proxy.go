@@ -233,21 +233,18 @@ func (p *Pool) Close() {
 	}
 }
 
-// unvouched are client-sent headers that upstream frameworks read as the
-// client's address, scheme, port, path prefix or path. ReverseProxy removes
-// only the exact names Forwarded and X-Forwarded-For/-Host/-Proto; left alone,
-// the rest would let a client pick the address an upstream IP check sees
-// (chi and nginx read True-Client-IP and X-Real-IP), the prefix it builds
-// redirects from (Spring, ASP.NET) or the path it serves instead of the one
-// that was authorized (X-Original-URL, X-Rewrite-URL). A HeaderSet also
-// catches the underscore spellings ("X-Forwarded_For") that CGI-style stacks
-// read as the dashed name. sekisho sets its own values after stripping.
-var unvouched = normalize.NewHeaderSet([]string{
-	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-	"True-Client-Ip", "X-Real-Ip", "X-Client-Ip",
-	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
-	"X-Original-Url", "X-Rewrite-Url",
-}, nil)
+// unvouched are the client-sent headers that upstream frameworks read as the
+// client's address, scheme, port, host, method, path prefix or path:
+// normalize.ForwardingHeaders. ReverseProxy removes only the exact names
+// Forwarded and X-Forwarded-For/-Host/-Proto; left alone, the rest would let
+// a client pick the address an upstream IP check sees (chi and nginx read
+// True-Client-IP and X-Real-IP), the prefix it builds redirects from (Spring,
+// ASP.NET) or the path or method it serves instead of the one that was
+// authorized (X-Original-URL, X-Rewrite-URL, X-Forwarded-Uri,
+// X-Envoy-Original-Path). A HeaderSet also catches the underscore spellings
+// ("X-Forwarded_For") that CGI-style stacks read as the dashed name. sekisho
+// sets its own values after stripping.
+var unvouched = normalize.NewHeaderSet(normalize.ForwardingHeaders, nil)
 
 // rewrite shapes the outbound request. ReverseProxy has already removed
 // hop-by-hop headers, including every header the client named in

@@ -34,8 +34,9 @@ type Snapshot struct {
 	// Strip lists the identity and method-override headers removed from
 	// every inbound request (an applied override is put back).
 	Strip *normalize.HeaderSet
-	// Hidden is Strip plus the credential header: names route conditions
-	// and policies never look at, since a client controls their values.
+	// Hidden is Strip plus the credential header and the forwarding headers
+	// (normalize.ForwardingHeaders): names route conditions and policies
+	// never look at, since a client controls their values.
 	Hidden *normalize.HeaderSet
 	// Authn finds and verifies credentials: bearer JWT, API token, and the
 	// browser session of Login.
