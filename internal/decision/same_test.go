@@ -79,6 +79,8 @@ func TestSameDecisionsInEveryMode(t *testing.T) {
 		{"duplicate slashes", "GET", "gw.test", "//api1//x", tk.admin, 200, alice, nil},
 		{"encoded slash refused by default", "GET", "gw.test", "/api1/a%2Fb", tk.admin, 400, "", nil},
 		{"encoded slash on a route that allows it", "GET", "gw.test", "/files/a%2Fb", tk.admin, 200, alice, nil},
+		{"double-encoded dot segment refused by default", "GET", "gw.test", "/api1/%252e%252e/admin", tk.admin, 400, "", nil},
+		{"double-encoded dot segment on a route that allows encoded slashes", "GET", "gw.test", "/files/%252e%252e/x", tk.admin, 200, alice, nil},
 		{"dot segments above the root", "GET", "gw.test", "/api1/../../etc", tk.admin, 400, "", nil},
 		{"no route", "GET", "gw.test", "/nothing", tk.admin, 404, "", nil},
 		{"query does not change the route", "GET", "gw.test", "/api2/x?r=/api1", tk.admin, 200, alice, nil},

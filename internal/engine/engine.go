@@ -156,6 +156,11 @@ func Evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o O
 		res.Reason = res.Message
 		return res
 	}
+	if path.DoubleEncoded && !rt.AllowEncodedSlash {
+		res.Outcome, res.Message = BadRequest, "Double-encoded dots, slashes or percent signs are not allowed on this route."
+		res.Reason = res.Message
+		return res
+	}
 	// Servlet containers read "/admin;x/secret" as "/admin/secret" while the
 	// route table sees a segment "admin;x": refuse path parameters unless the
 	// route's upstream is known to want them.

@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -63,6 +64,38 @@ func FuzzCanonicalPath(f *testing.F) {
 		if slash := strings.Contains(p.Escaped, "%2F") || strings.Contains(p.Escaped, "%5C"); slash != p.EncodedSlash {
 			t.Fatalf("CanonicalPath(%q) = %+v: EncodedSlash should be %t", raw, p, slash)
 		}
+		// DoubleEncoded says whether Path, apart from the separators kept
+		// encoded, still holds an escape of '.', '/', '\\', NUL or '%'; when
+		// it does not, decoding a second time (as some upstreams do) adds
+		// no separator, NUL or dot segment.
+		double := false
+		var twice []string
+		for _, piece := range splitPreserved(p.Escaped) {
+			if piece == "%252F" || piece == "%255C" {
+				twice = append(twice, "_")
+				continue
+			}
+			once, _ := url.PathUnescape(piece)
+			double = double || doubleEscape.MatchString(once)
+			if again, err := url.PathUnescape(once); err == nil {
+				once = again
+			}
+			twice = append(twice, once)
+		}
+		if double != p.DoubleEncoded {
+			t.Fatalf("CanonicalPath(%q) = %+v: DoubleEncoded should be %t", raw, p, double)
+		}
+		if !double {
+			d := strings.Join(twice, "")
+			if strings.ContainsAny(d, "\\\x00") || strings.Count(d, "/") != strings.Count(p.Path, "/") {
+				t.Fatalf("CanonicalPath(%q) = %+v: decoding twice gives %q: a new separator or NUL", raw, p, d)
+			}
+			for _, seg := range strings.Split(d, "/") {
+				if dots, _ := dotSegment(seg); dots {
+					t.Fatalf("CanonicalPath(%q) = %+v: decoding twice gives dot segment in %q", raw, p, d)
+				}
+			}
+		}
 		if _, err := url.PathUnescape(p.Escaped); err != nil {
 			t.Fatalf("Escaped %q does not decode: %v", p.Escaped, err)
 		}
@@ -86,3 +119,7 @@ func splitPreserved(escaped string) []string {
 		escaped = escaped[i+3:]
 	}
 }
+
+// doubleEscape is a percent-escape of '.', '/', '\\', NUL or '%' in a path
+// that has been decoded once.
+var doubleEscape = regexp.MustCompile(`%(?i:2e|2f|5c|00|25)`)

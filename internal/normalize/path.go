@@ -26,6 +26,12 @@ type Path struct {
 	// the matched route opts in, because upstreams disagree on whether they
 	// separate segments.
 	EncodedSlash bool
+	// DoubleEncoded reports that Path, decoded once, still holds a
+	// percent-escape of '.', '/', '\\', NUL or '%' (any case): the client
+	// sent "%252e%252e" or "%252F". Routing sees "%2e%2e", but an upstream
+	// that decodes twice sees ".." or a separator, so the gateway refuses
+	// such paths unless the matched route opts in as for EncodedSlash.
+	DoubleEncoded bool
 }
 
 // Error is a rejected path or request target. Reason is a short fixed
@@ -134,6 +140,7 @@ func canonicalize(raw string) (Path, error) {
 	encodedSlash := false
 	trailing := false
 	nonASCII := false // only then can the UTF-8 check fail
+	percent := false  // a decoded '%': only then can DoubleEncoded be set
 
 	for start := 1; start <= len(raw); {
 		end := strings.IndexByte(raw[start:], '/')
@@ -162,6 +169,7 @@ func canonicalize(raw string) (Path, error) {
 				}
 				c = unhex(seg[j+1])<<4 | unhex(seg[j+2])
 				j += 2
+				percent = percent || c == '%'
 				if c == '/' || c == '\\' {
 					encodedSlash = true
 					enc := "%2F"
@@ -221,7 +229,35 @@ func canonicalize(raw string) (Path, error) {
 	path, escaped := both[:len(p)], both[len(p):]
 	// A dot segment may have removed every encoded separator again.
 	encodedSlash = encodedSlash && (strings.Contains(escaped, "%2F") || strings.Contains(escaped, "%5C"))
-	return Path{Path: path, Escaped: escaped, EncodedSlash: encodedSlash}, nil
+	return Path{Path: path, Escaped: escaped, EncodedSlash: encodedSlash, DoubleEncoded: percent && doubleEncoded(escaped)}, nil
+}
+
+// doubleEncoded reports whether escaped, an Escaped path, holds a '%'
+// (written "%25") followed by the hex digits of '.', '/', '\\', NUL or '%'
+// in any case: once decoded, the path still carries that escape. Hex digits
+// are always written as themselves in Escaped, and the separators kept
+// encoded are written "%2F" and "%5C", never after "%25" by accident.
+func doubleEncoded(escaped string) bool {
+	for i := 0; i+4 < len(escaped); i++ {
+		if escaped[i] != '%' || escaped[i+1] != '2' || escaped[i+2] != '5' {
+			continue
+		}
+		switch a, b := escaped[i+3], escaped[i+4]|0x20; a {
+		case '0':
+			if b == '0' {
+				return true
+			}
+		case '2':
+			if b == 'e' || b == 'f' || b == '5' {
+				return true
+			}
+		case '5':
+			if b == 'c' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func ishex(c byte) bool {

@@ -18,6 +18,7 @@ type pathCase struct {
 	path    string
 	escaped string
 	slash   bool
+	double  bool
 	err     error
 }
 
@@ -57,9 +58,22 @@ var pathCases = []pathCase{
 	{raw: "/a%3Fb%23c", path: "/a?b#c", escaped: "/a%3Fb%23c"},
 	{raw: "/a%3bb", path: "/a;b", escaped: "/a;b"},
 	{raw: `/"<>`, path: `/"<>`, escaped: "/%22%3C%3E"},
-	{raw: "/%252e%252e/x", path: "/%2e%2e/x", escaped: "/%252e%252e/x"},
 	{raw: "/%25", path: "/%", escaped: "/%25"},
-	{raw: "/%252F", path: "/%2F", escaped: "/%252F"},
+	{raw: "/100%25/a%25zz/%25e/%2541", path: "/100%/a%zz/%e/%41", escaped: "/100%25/a%25zz/%25e/%2541"},
+
+	// Still a percent-escape of '.', '/', '\', NUL or '%' once decoded:
+	// an upstream that decodes twice sees a dot segment or separator.
+	{raw: "/%252e%252e/x", path: "/%2e%2e/x", escaped: "/%252e%252e/x", double: true},
+	{raw: "/public/%252E%252E/admin", path: "/public/%2E%2E/admin", escaped: "/public/%252E%252E/admin", double: true},
+	{raw: "/%252F", path: "/%2F", escaped: "/%252F", double: true},
+	{raw: "/a%252fb", path: "/a%2fb", escaped: "/a%252fb", double: true},
+	{raw: "/a%255cb", path: "/a%5cb", escaped: "/a%255cb", double: true},
+	{raw: "/a%255Cb", path: "/a%5Cb", escaped: "/a%255Cb", double: true},
+	{raw: "/a%2500", path: "/a%00", escaped: "/a%2500", double: true},
+	{raw: "/a%252525", path: "/a%2525", escaped: "/a%252525", double: true},
+	{raw: "/%25%32%65%25%32%65/x", path: "/%2e%2e/x", escaped: "/%252e%252e/x", double: true},
+	{raw: "/a%25/%252e", path: "/a%/%2e", escaped: "/a%25/%252e", double: true},
+	{raw: "/%252e/../x", path: "/x", escaped: "/x"}, // removed by ".." before it is forwarded
 
 	// Encoded separators stay encoded (upper-case) and are flagged.
 	{raw: "/a%2Fb", path: "/a%2Fb", escaped: "/a%2Fb", slash: true},
@@ -125,7 +139,7 @@ func TestCanonicalPath(t *testing.T) {
 				}
 				return
 			}
-			want := Path{Path: tc.path, Escaped: tc.escaped, EncodedSlash: tc.slash}
+			want := Path{Path: tc.path, Escaped: tc.escaped, EncodedSlash: tc.slash, DoubleEncoded: tc.double}
 			if err != nil || got != want {
 				t.Fatalf("CanonicalPath(%q) = %+v, %v; want %+v", tc.raw, got, err, want)
 			}
