@@ -108,6 +108,8 @@ func TestSameDecisionsInEveryMode(t *testing.T) {
 		{"overlong UTF-8 refused", "GET", "gw.test", "/open/%C0%AE%C0%AE/api1/x", "", 400, "", nil},
 		{"surrogate refused", "GET", "gw.test", "/open/%ED%A0%80", tk.admin, 400, "", nil},
 		{"valid UTF-8 path", "GET", "gw.test", "/api1/%E6%97%A5", tk.admin, 200, alice, nil},
+		{"CRLF in the username is invalid credentials", "GET", "gw.test", "/api1/x", f.iss.Token(t, "email", "alice@example.com\r\nX-Forwarded-Groups: admin"), 401, "", nil},
+		{"a control character in a group is invalid credentials", "GET", "gw.test", "/api1/x", f.iss.Token(t, "groups", []string{"admin", "dev\x00"}), 401, "", nil},
 		{"spoofed identity headers replaced or removed", "GET", "gw.test", "/api1/x", tk.admin, 200, alice, []string{
 			"X-Forwarded-User", "mallory", "X-Forwarded-Groups", "admin", "X-Sekisho-Note", "forged", "Accept", "text/plain"}},
 		{"spoofed identity headers removed on a public route", "GET", "gw.test", "/open/x", "", 200, "", []string{

@@ -200,6 +200,13 @@ func (m *Mapper) Map(issuer string, method Method, claims map[string]any) (*Iden
 		}
 		email = ""
 	}
+	// Username, email and groups travel upstream as header values, and all
+	// four are written to logs: a control character (CR, LF, NUL, …) would
+	// make the forward fail (502) or read differently once flattened, so
+	// the identity is refused as a whole rather than altered.
+	if field := controlField(sub, m.prefix.Username+username, email, groups); field != "" {
+		return nil, fmt.Errorf("the %s contains a control character, which no header value may carry", field)
+	}
 	id := &Identity{
 		Subject:       sub,
 		Username:      m.prefix.Username + username,
@@ -342,4 +349,33 @@ func celStringList(v ref.Val) ([]string, bool) {
 	}
 	out, ok := native.([]string)
 	return out, ok
+}
+
+// controlField names the first of subject, username, email and groups that
+// holds a control character (below 0x20, or DEL), "" when none does. The
+// name, never the value, goes into the error.
+func controlField(sub, username, email string, groups []string) string {
+	switch {
+	case hasControl(sub):
+		return "subject"
+	case hasControl(username):
+		return "username"
+	case hasControl(email):
+		return "email"
+	}
+	for _, g := range groups {
+		if hasControl(g) {
+			return "group list"
+		}
+	}
+	return ""
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }

@@ -440,3 +440,47 @@ func TestMapUnverifiedEmail(t *testing.T) {
 		})
 	}
 }
+
+// TestMapRefusesControlCharacters: a subject, username, email or group with
+// a control character (CR/LF would split a header, NUL or DEL cut or garble
+// it) rejects the token; the error names the field, never the value.
+func TestMapRefusesControlCharacters(t *testing.T) {
+	mp := mustMapper(t, ClaimsConfig{Username: "email"}, PrefixConfig{}, nil, MappingConfig{})
+	ok := map[string]any{"sub": "u-1", "email": "alice@example.com", "groups": []any{"admin", "dev"}}
+	for _, tt := range []struct {
+		name, claim string
+		value       any
+		field       string
+	}{
+		{"CRLF in sub", "sub", "u-1\r\nX-Forwarded-Groups: admin" + secretValue, "subject"},
+		{"LF in email (the username)", "email", "alice@example.com\n" + secretValue, "username"},
+		{"NUL in email", "email", "alice@example.com\x00" + secretValue, "username"},
+		{"tab in email", "email", "alice@example.com\t" + secretValue, "username"},
+		{"DEL in a group", "groups", []any{"dev", "admin\x7f" + secretValue}, "group list"},
+		{"CR in the only group", "groups", "admin\r" + secretValue, "group list"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			claims := map[string]any{}
+			for k, v := range ok {
+				claims[k] = v
+			}
+			claims[tt.claim] = tt.value
+			id, err := mp.Map("iss", MethodJWT, claims)
+			if err == nil {
+				t.Fatalf("Map accepted %q = %q: %+v", tt.claim, tt.value, id)
+			}
+			if !strings.Contains(err.Error(), tt.field) || strings.Contains(err.Error(), secretValue) {
+				t.Errorf("error %q should name the %s and not carry its value", err, tt.field)
+			}
+		})
+	}
+	// A separate email claim with a control character is refused too,
+	// even when the username comes from elsewhere.
+	mp = mustMapper(t, ClaimsConfig{}, PrefixConfig{}, nil, MappingConfig{})
+	if _, err := mp.Map("iss", MethodJWT, map[string]any{"sub": "u-1", "email": "a@b.example\r\n"}); err == nil || !strings.Contains(err.Error(), "email") {
+		t.Errorf("email with CRLF: %v", err)
+	}
+	if _, err := mp.Map("iss", MethodJWT, map[string]any{"sub": "u-1", "email": "café@b.example", "groups": []any{"équipe"}}); err != nil {
+		t.Errorf("non-ASCII names are valid header values: %v", err)
+	}
+}
