@@ -163,7 +163,7 @@ func (s *Server) Start(ctx context.Context) error {
 			grpcLn = newTrustListener(grpcLn, s.trust, s.log, "grpc")
 		}
 		opts := []grpc.ServerOption{
-			grpc.MaxHeaderListSize(uint32(limits.MaxHeaderBytes)),
+			grpc.MaxHeaderListSize(listen.HTTP2HeaderListSize(limits.MaxHeaderBytes)),
 			grpc.ConnectionTimeout(limits.ReadHeaderTimeout),
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: limits.IdleTimeout}),
 		}

@@ -28,6 +28,21 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 )
 
+// HTTP2HeaderListSize is the HTTP/2 header list size (names and values plus
+// 32 bytes per field, as HTTP/2 counts) that net/http's HTTP/2 server allows
+// for MaxHeaderBytes n: n plus room for ten fields' overhead. net/http's
+// HTTP/1 server allows the request line and headers to take n plus 4096
+// bytes (its read buffer's slack). Servers that are not net/http (the gRPC
+// decision listener) use this so that one max_header_bytes means the same
+// on every listener.
+func HTTP2HeaderListSize(n int) uint32 {
+	if n <= 0 {
+		n = DefaultMaxHeaderBytes
+	}
+	const perFieldOverhead, typicalFields = 32, 10 // as net/http pads it
+	return uint32(n + typicalFields*perFieldOverhead)
+}
+
 // Config says which sockets to open and how patient to be with clients.
 type Config struct {
 	// HTTP is the plain listener address, e.g. ":8080"; "" opens none. With

@@ -104,3 +104,42 @@ func TestHugeHeadersGet431(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxHeaderBytesSlack: net/http lets the request line and headers take
+// max_header_bytes plus 4096 bytes before answering 431, as docs/config.md
+// says; HTTP2HeaderListSize pads the HTTP/2 limit the way net/http does.
+func TestMaxHeaderBytesSlack(t *testing.T) {
+	const limit = 8 << 10
+	s := start(t, Config{HTTP: "127.0.0.1:0", MaxHeaderBytes: limit}, http.HandlerFunc(ok))
+	for _, tt := range []struct {
+		name string
+		size int
+		want int
+	}{
+		{"within the value", limit / 2, http.StatusOK},
+		{"over the value, within the slack", limit + 3000, http.StatusOK},
+		{"over the value and the slack", limit + 5000, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+s.HTTPAddr()+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Big", strings.Repeat("a", tt.size))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+	if got, want := HTTP2HeaderListSize(limit), uint32(limit+320); got != want {
+		t.Errorf("HTTP2HeaderListSize(%d) = %d, want %d", limit, got, want)
+	}
+	if got, want := HTTP2HeaderListSize(0), uint32(DefaultMaxHeaderBytes+320); got != want {
+		t.Errorf("HTTP2HeaderListSize(0) = %d, want %d", got, want)
+	}
+}
