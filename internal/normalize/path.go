@@ -140,7 +140,6 @@ func canonicalize(raw string) (Path, error) {
 	encodedSlash := false
 	trailing := false
 	nonASCII := false // only then can the UTF-8 check fail
-	percent := false  // a decoded '%': only then can DoubleEncoded be set
 
 	for start := 1; start <= len(raw); {
 		end := strings.IndexByte(raw[start:], '/')
@@ -169,7 +168,6 @@ func canonicalize(raw string) (Path, error) {
 				}
 				c = unhex(seg[j+1])<<4 | unhex(seg[j+2])
 				j += 2
-				percent = percent || c == '%'
 				if c == '/' || c == '\\' {
 					encodedSlash = true
 					enc := "%2F"
@@ -229,7 +227,7 @@ func canonicalize(raw string) (Path, error) {
 	path, escaped := both[:len(p)], both[len(p):]
 	// A dot segment may have removed every encoded separator again.
 	encodedSlash = encodedSlash && (strings.Contains(escaped, "%2F") || strings.Contains(escaped, "%5C"))
-	return Path{Path: path, Escaped: escaped, EncodedSlash: encodedSlash, DoubleEncoded: percent && doubleEncoded(escaped)}, nil
+	return Path{Path: path, Escaped: escaped, EncodedSlash: encodedSlash, DoubleEncoded: doubleEncoded(escaped)}, nil
 }
 
 // doubleEncoded reports whether escaped, an Escaped path, holds a '%'
@@ -238,26 +236,17 @@ func canonicalize(raw string) (Path, error) {
 // are always written as themselves in Escaped, and the separators kept
 // encoded are written "%2F" and "%5C", never after "%25" by accident.
 func doubleEncoded(escaped string) bool {
-	for i := 0; i+4 < len(escaped); i++ {
-		if escaped[i] != '%' || escaped[i+1] != '2' || escaped[i+2] != '5' {
-			continue
+	for {
+		i := strings.Index(escaped, "%25")
+		if i < 0 || i+5 > len(escaped) {
+			return false
 		}
-		switch a, b := escaped[i+3], escaped[i+4]|0x20; a {
-		case '0':
-			if b == '0' {
-				return true
-			}
-		case '2':
-			if b == 'e' || b == 'f' || b == '5' {
-				return true
-			}
-		case '5':
-			if b == 'c' {
-				return true
-			}
+		switch a, b := escaped[i+3], escaped[i+4]|0x20; {
+		case a == '0' && b == '0', a == '2' && (b == 'e' || b == 'f' || b == '5'), a == '5' && b == 'c':
+			return true
 		}
+		escaped = escaped[i+3:]
 	}
-	return false
 }
 
 func ishex(c byte) bool {
