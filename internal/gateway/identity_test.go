@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/authn/jwt/jwttest"
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 )
 
 // TestControlCharactersInIdentityAre401: a signed token whose subject,
