@@ -59,19 +59,6 @@ func testUsers(t *testing.T) []User {
 	}
 }
 
-// clock is a settable Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture runs the provider under its issuer path on a loopback server, a
 // relying party's callback on another, and drives them with the real
 // go-oidc and x/oauth2 clients plus a browser-like client with a cookie jar.
@@ -83,7 +70,7 @@ type fixture struct {
 	oauth    oauth2.Config
 	verifier *oidc.IDTokenVerifier
 	browser  *http.Client
-	clock    *clock
+	clock    *testutil.Clock
 	logs     *testutil.SyncBuffer
 	ctx      context.Context
 }
@@ -92,7 +79,7 @@ type fixtureOption func(*Options)
 
 func newFixture(t *testing.T, fopts ...fixtureOption) *fixture {
 	t.Helper()
-	f := &fixture{clock: &clock{t: time.Now()}, logs: &testutil.SyncBuffer{}, ctx: t.Context()}
+	f := &fixture{clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}, ctx: t.Context()}
 	mux := http.NewServeMux()
 	f.idp = httptest.NewServer(mux)
 	t.Cleanup(f.idp.Close)

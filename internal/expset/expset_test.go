@@ -4,22 +4,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestSetBoundedAndExpiring(t *testing.T) {
-	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := New(2, clk.Now)
 	t0 := clk.Now()
 	if s.Add("past", t0) || s.Has("past") {
@@ -46,7 +36,7 @@ func TestSetBoundedAndExpiring(t *testing.T) {
 }
 
 func TestAddNewOnce(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testutil.NewClock(time.Now())
 	s := New(10, clk.Now)
 	until := clk.Now().Add(time.Minute)
 	var wg sync.WaitGroup

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestSyncBufferConcurrent writes and reads from many goroutines (run with
@@ -57,5 +58,17 @@ func TestSyncBufferStringDoesNotConsume(t *testing.T) {
 		if got := b.String(); got != "ab" {
 			t.Fatalf("String() = %q, want %q", got, "ab")
 		}
+	}
+}
+
+func TestClock(t *testing.T) {
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := NewClock(start)
+	if !c.Now().Equal(start) {
+		t.Fatalf("Now = %v, want %v", c.Now(), start)
+	}
+	c.Advance(90 * time.Second)
+	if got := c.Now().Sub(start); got != 90*time.Second {
+		t.Fatalf("advanced by %v, want 90s", got)
 	}
 }
