@@ -77,7 +77,13 @@ func (s *Service) serveSignOut(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-// crossOrigin reports a sign-out POST sent from another site.
+// crossOrigin reports a sign-out POST sent from another site: by
+// Sec-Fetch-Site when the browser sends it, else by Origin, else by
+// Referer (an older browser that sends no Origin still sends where the
+// form was). A request with none of the three is allowed: browsers send at
+// least one on a cross-site form POST unless the page asked for no
+// Referer, and a non-browser client (curl, a script) sends none and needs
+// no protection from forged requests, holding its own cookies.
 func crossOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "cross-site", "same-site":
@@ -85,16 +91,25 @@ func crossOrigin(r *http.Request) bool {
 	case "same-origin", "none":
 		return false
 	}
-	o := r.Header.Get("Origin")
-	if o == "" {
+	if o := r.Header.Get("Origin"); o != "" {
+		return !sameOrigin(r, o)
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		return !sameOrigin(r, ref)
+	}
+	return false
+}
+
+// sameOrigin reports whether the absolute URL raw (an Origin or a Referer)
+// has the request's own scheme, host and port; "null" and anything that
+// does not parse is another origin.
+func sameOrigin(r *http.Request, raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
 		return false
 	}
-	u, err := url.Parse(o)
-	if err != nil || u.Host == "" {
-		return true // includes "null"
-	}
-	from, ok := targetOrigin(o, u)
-	return !ok || from != requestOrigin(origin(r))
+	from, ok := targetOrigin(raw, u)
+	return ok && from == requestOrigin(origin(r))
 }
 
 // postLogoutTarget is the absolute URL sign-out ends on; the signed-out

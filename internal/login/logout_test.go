@@ -35,20 +35,50 @@ func TestSignOut(t *testing.T) {
 	if _, cleared := sessionCookieSet(resp); cleared {
 		t.Fatal("GET sign_out cleared the session")
 	}
-	// A cross-site POST is refused.
-	for _, hdr := range [][]string{{"Origin", "http://evil.example"}, {"Origin", "null"}, {"Sec-Fetch-Site", "cross-site"}, {"Sec-Fetch-Site", "same-site"}} {
-		resp, _ = do(t, b.noFollow(), http.MethodPost, h.gw.URL+"/.sekisho/sign_out", url.Values{}, hdr...)
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("POST sign_out with %s: %s = %d, want 403", hdr[0], hdr[1], resp.StatusCode)
+	confirmPage := resp
+	// A cross-site POST is refused. Without Origin, a Referer must be
+	// this origin (scheme, host and port); with none of the three headers
+	// (a non-browser client) the POST is accepted.
+	gwu := mustParse(t, h.gw.URL)
+	for _, tc := range []struct {
+		hdr  []string
+		want int
+	}{
+		{[]string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{[]string{"Origin", "null"}, http.StatusForbidden},
+		{[]string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{[]string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{[]string{"Referer", "http://evil.example/page"}, http.StatusForbidden},
+		{[]string{"Referer", "https://" + gwu.Host + "/.sekisho/sign_out"}, http.StatusForbidden},
+		{[]string{"Referer", "http://" + gwu.Hostname() + ":1/.sekisho/sign_out"}, http.StatusForbidden},
+		{[]string{"Referer", "not a url"}, http.StatusForbidden},
+		{[]string{"Origin", "http://evil.example", "Referer", h.gw.URL + "/.sekisho/sign_out"}, http.StatusForbidden},
+		{[]string{"Referer", h.gw.URL + "/.sekisho/sign_out"}, http.StatusSeeOther},
+		{[]string{"Referer", h.gw.URL + "/app?x=1"}, http.StatusSeeOther},
+		{nil, http.StatusSeeOther},
+	} {
+		resp, body = do(t, b.noFollow(), http.MethodPost, h.gw.URL+"/.sekisho/sign_out", url.Values{}, tc.hdr...)
+		if resp.StatusCode != tc.want {
+			t.Errorf("POST sign_out with %q = %d, want %d", tc.hdr, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusForbidden && !strings.Contains(body, "Sign-out must be confirmed on this site.") {
+			t.Errorf("POST sign_out with %q: body lacks the confirm message", tc.hdr)
+		}
+		if _, cleared := sessionCookieSet(resp); cleared != (tc.want == http.StatusSeeOther) {
+			t.Errorf("POST sign_out with %q: session cookie cleared %v", tc.hdr, cleared)
+		}
+		if tc.want == http.StatusSeeOther {
+			h.login(b, "/")
 		}
 	}
+	sess = h.session(b)
 	if resp, _ := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/.sekisho/userinfo", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("still signed in after refused sign-outs? userinfo %d", resp.StatusCode)
 	}
 
 	// The confirmation page must not make browsers send "Origin: null" on
 	// its own form (Referrer-Policy: no-referrer does).
-	if rp := resp.Header.Get("Referrer-Policy"); rp == "no-referrer" {
+	if rp := confirmPage.Header.Get("Referrer-Policy"); rp == "no-referrer" {
 		t.Errorf("sign-out page Referrer-Policy %q makes the browser's own POST look cross-origin", rp)
 	}
 	resp, _ = do(t, b.noFollow(), http.MethodPost, h.gw.URL+"/.sekisho/sign_out", url.Values{}, "Origin", h.gw.URL)
