@@ -103,7 +103,7 @@ func New(ctx context.Context, issuer string, cfg Config, clients []Client, opts 
 	if opts.IDTokenTTL <= 0 {
 		opts.IDTokenTTL = 5 * time.Minute
 	}
-	users, err := newUserDB(ctx, cfg.Users, opts.Logger, opts.Now)
+	users, err := newUserDB(ctx, cfg.Users, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ func TestPlaintextPasswordIsHashedWithWarning(t *testing.T) {
 		!strings.Contains(logs.String(), "dev@example.com") || strings.Contains(logs.String(), plain) {
 		t.Fatalf("startup log: %s", logs.String())
 	}
-	db, err := newUserDB(t.Context(), []User{{Email: "dev@example.com", Password: plain}}, slog.New(slog.DiscardHandler), time.Now)
+	db, err := newUserDB(t.Context(), []User{{Email: "dev@example.com", Password: plain}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

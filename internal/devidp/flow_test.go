@@ -438,3 +438,36 @@ func TestTOTPSingleUse(t *testing.T) {
 	resp, body = f.submit(t, l, "bob@example.com", bobPassword, next)
 	f.code(t, l, resp, body)
 }
+
+// TestTOTPNoOlderStep: once a code has signed in, a code for an older time
+// step (still inside the allowed clock skew) is refused like a wrong one; a
+// newer step's code is accepted.
+func TestTOTPNoOlderStep(t *testing.T) {
+	f := newFixture(t)
+	step := 30 * time.Second
+	now := f.clock.Now()
+	codes := make([]string, 3) // steps N, N+1, N+2
+	for i := range codes {
+		c, err := totp.GenerateCode(bobTOTP, now.Add(time.Duration(i)*step))
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes[i] = c
+	}
+	if codes[0] == codes[1] || codes[1] == codes[2] {
+		t.Skip("two neighbouring steps' codes happen to be equal")
+	}
+	l := f.mustStartLogin(t)
+	resp, body := f.submit(t, l, "bob@example.com", bobPassword, codes[1])
+	f.code(t, l, resp, body)
+
+	l = f.mustStartLogin(t)
+	if resp, body := f.submit(t, l, "bob@example.com", bobPassword, codes[0]); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, msgBadLogin) {
+		t.Fatalf("the previous step's code after the next step's: %d at %s", resp.StatusCode, resp.Request.URL)
+	}
+
+	f.clock.Advance(step)
+	l = f.mustStartLogin(t)
+	resp, body = f.submit(t, l, "bob@example.com", bobPassword, codes[2])
+	f.code(t, l, resp, body)
+}

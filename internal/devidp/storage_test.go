@@ -12,7 +12,7 @@ import (
 // (the window op leaves between AuthRequestByCode and token creation) must
 // not both get tokens, and the loser revokes what the winner got.
 func TestCodeIsRedeemedOnceWhenLookupsRace(t *testing.T) {
-	users, err := newUserDB(t.Context(), []User{{Email: "a@example.com", PasswordHash: minHash(t, "pw")}}, slog.New(slog.DiscardHandler), time.Now)
+	users, err := newUserDB(t.Context(), []User{{Email: "a@example.com", PasswordHash: minHash(t, "pw")}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/bcrypt"
-
-	"github.com/sekisho/sekisho/internal/expset"
 )
 
 // user is a compiled User: immutable after newUserDB, so read without locks.
@@ -32,28 +32,24 @@ type userDB struct {
 	// dummyHash is compared against when the email is unknown, so a wrong
 	// email costs the same bcrypt time as a wrong password.
 	dummyHash []byte
-	// usedCodes holds (user, one-time code) pairs already accepted, until
-	// the code can no longer validate, so that each code signs in once.
-	usedCodes *expset.Set
+	// lastStep is, per user sub, the time step of the last one-time code
+	// that signed in: a code is accepted only for a newer step (RFC 6238
+	// section 5.2), so each code signs in once and an older code still
+	// inside the skew window is refused after a newer one was used. One
+	// entry per configured user, so it is bounded by the config.
+	stepMu   sync.Mutex
+	lastStep map[string]uint64
 }
-
-// usedCodesSize bounds the remembered one-time codes; each stays for
-// usedCodeTTL, so this is far more than a development provider sees.
-const usedCodesSize = 10000
-
-// usedCodeTTL is how long an accepted code could still validate: its own
-// step and the allowed skew on either side.
-var usedCodeTTL = time.Duration(totpOpts.Period) * time.Second * time.Duration(2*totpOpts.Skew+1)
 
 // totpOpts are the Google Authenticator defaults, allowing one 30 s step of
 // clock drift either way.
 var totpOpts = totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
 
-func newUserDB(ctx context.Context, users []User, log *slog.Logger, now func() time.Time) (*userDB, error) {
+func newUserDB(ctx context.Context, users []User, log *slog.Logger) (*userDB, error) {
 	if len(users) == 0 {
 		return nil, errors.New("devidp: no users configured: add at least one under builtin.users")
 	}
-	db := &userDB{byEmail: map[string]*user{}, bySub: map[string]*user{}, usedCodes: expset.New(usedCodesSize, now)}
+	db := &userDB{byEmail: map[string]*user{}, bySub: map[string]*user{}, lastStep: map[string]uint64{}}
 	maxCost := bcrypt.MinCost
 	for i, u := range users {
 		email := strings.TrimSpace(u.Email)
@@ -133,14 +129,35 @@ func (db *userDB) authenticate(email, password, code string, now time.Time) (*us
 	if u.totpSecret == "" {
 		return u, []string{"pwd"}, true
 	}
-	code = strings.TrimSpace(code)
-	if ok, err := totp.ValidateCustom(code, u.totpSecret, now, totpOpts); err != nil || !ok {
+	step, ok := totpStep(strings.TrimSpace(code), u.totpSecret, now)
+	if !ok {
 		return nil, nil, false
 	}
-	// A code is single-use: one seen over someone's shoulder, or replayed
-	// from a captured form post, does not sign in a second time.
-	if fresh, _ := db.usedCodes.AddNew(u.sub+"\x00"+code, now.Add(usedCodeTTL)); !fresh {
+	// A code is single-use, and never older than the last one used: one
+	// seen over someone's shoulder, or replayed from a captured form post,
+	// does not sign in a second time, nor does the previous window's code
+	// once the current one has signed in.
+	db.stepMu.Lock()
+	defer db.stepMu.Unlock()
+	if last, seen := db.lastStep[u.sub]; seen && step <= last {
 		return nil, nil, false
 	}
+	db.lastStep[u.sub] = step
 	return u, []string{"pwd", "otp"}, true
+}
+
+// totpStep returns the time step (counter) code is valid for at now,
+// within totpOpts.Skew steps either side, the newest when several match.
+// It checks as totp.ValidateCustom does, which does not say which step
+// matched.
+func totpStep(code, secret string, now time.Time) (uint64, bool) {
+	opts := hotp.ValidateOpts{Digits: totpOpts.Digits, Algorithm: totpOpts.Algorithm}
+	cur := uint64(now.Unix()) / uint64(totpOpts.Period)
+	for i := int64(totpOpts.Skew); i >= -int64(totpOpts.Skew); i-- {
+		step := uint64(int64(cur) + i)
+		if ok, err := hotp.ValidateCustom(code, step, secret, opts); err == nil && ok {
+			return step, true
+		}
+	}
+	return 0, false
 }
