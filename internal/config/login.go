@@ -163,6 +163,10 @@ func (c *compiler) sessionCodec(f *File, secure bool) *session.Codec {
 		c.opts.Logger.Warn("session.secret_file is not set: sessions are encrypted with a random key made at start and end when sekisho restarts; replicas cannot share them")
 	}
 	ttl := f.Session.TTL
+	if ttl < 0 {
+		c.addf([]any{"session", "ttl"}, "must not be negative")
+		return nil
+	}
 	if ttl == 0 {
 		ttl = session.DefaultTTL
 	}
