@@ -84,31 +84,38 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 	h.Email = orDefault(h.Email, DefaultEmailHeader)
 	h.Groups = orDefault(h.Groups, DefaultGroupsHeader)
 	s.Headers = snapshot.IdentityHeaders{User: h.User, Email: h.Email, Groups: h.Groups}
-	strip := append([]string{h.User, h.Email, h.Groups}, ui.Strip...)
-	for i, name := range strip {
-		if !httpguts.ValidHeaderFieldName(name) {
-			c.addf([]any{"upstream_identity"}, "%q is not a valid header name (entry %d)", name, i)
+	for _, hn := range []struct{ key, name string }{{"user", h.User}, {"email", h.Email}, {"groups", h.Groups}} {
+		if !httpguts.ValidHeaderFieldName(hn.name) {
+			c.addf([]any{"upstream_identity", "headers", hn.key}, "%q is not a valid header name", hn.name)
 		}
 	}
+	for i, name := range ui.Strip {
+		if !httpguts.ValidHeaderFieldName(name) {
+			c.addf([]any{"upstream_identity", "strip", i}, "%q is not a valid header name", name)
+		}
+	}
+	strip := append([]string{h.User, h.Email, h.Groups}, ui.Strip...)
 	if a := ui.Assertion; a != nil {
 		a.Header = orDefault(a.Header, assertion.DefaultHeader)
 		a.Issuer = orDefault(a.Issuer, "sekisho")
 		a.KeyFile = c.path(a.KeyFile)
-		if a.TTL < 0 {
-			c.addf([]any{"upstream_identity", "assertion", "ttl"}, "must not be negative")
-		}
 		strip = append(strip, a.Header)
 		s.AssertionHeader = a.Header
-		// Without a key_file the key is made here, and kept as long as
-		// the settings are unchanged.
-		signer, err := share(c.refs, "assertion", a, []string{a.KeyFile}, func() (*assertion.Signer, func(), error) {
-			signer, err := assertion.NewSigner(a.KeyFile, a.Issuer, a.TTL)
-			return signer, nil, err
-		})
-		if err != nil {
-			c.addf([]any{"upstream_identity", "assertion"}, "%v", err)
+		if a.TTL < 0 {
+			// Reported here at its key; the signer would refuse it again.
+			c.addf([]any{"upstream_identity", "assertion", "ttl"}, "must not be negative")
+		} else {
+			// Without a key_file the key is made here, and kept as long as
+			// the settings are unchanged.
+			signer, err := share(c.refs, "assertion", a, []string{a.KeyFile}, func() (*assertion.Signer, func(), error) {
+				signer, err := assertion.NewSigner(a.KeyFile, a.Issuer, a.TTL)
+				return signer, nil, err
+			})
+			if err != nil {
+				c.addf([]any{"upstream_identity", "assertion"}, "%v", err)
+			}
+			s.Assertion = signer
 		}
-		s.Assertion = signer
 	}
 	s.Strip = s.Strip.With(strip...)
 	// Forwarding headers are stripped by the proxy stage, so the client's
