@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,7 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 			return a, func() { a.Close(); cancel() }, nil
 		})
 		if err != nil {
-			c.addf([]any{"jwt"}, "%v", err)
+			c.jwtErrors(err)
 		} else {
 			chain.JWT = a
 		}
@@ -165,6 +166,42 @@ func (c *compiler) policyErrors(err error, at []any) {
 		}
 		c.addf(at, "%v", e)
 	}
+}
+
+// jwtErrors records jwtauth.New's errors at the jwt: entry each is about.
+func (c *compiler) jwtErrors(err error) {
+	for _, e := range unjoin(err) {
+		var ie *jwtauth.IssuerError
+		if errors.As(e, &ie) {
+			c.addEntry([]any{"jwt", ie.Index}, ie.Err)
+			continue
+		}
+		c.addf([]any{"jwt"}, "%v", e)
+	}
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// leadingKey matches a message that starts with the key it is about:
+// "audiences: at least one is required".
+var leadingKey = regexp.MustCompile(`^([a-z_]+(?:\.[a-z_]+)*): (.+)$`)
+
+// addEntry records the problem err of a list entry at (a fresh slice)
+// at, and at the entry's key when the message starts with one, so that
+// check points at the line the user wrote it on.
+func (c *compiler) addEntry(at []any, err error) {
+	msg := err.Error()
+	if m := leadingKey.FindStringSubmatch(msg); m != nil {
+		c.addf(append(at, splitKey(m[1])...), "%s", m[2])
+		return
+	}
+	c.addf(at, "%s", msg)
 }
 
 // indexedField splits a rule field like "client_ips[1]" into its key and

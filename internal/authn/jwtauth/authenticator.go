@@ -124,6 +124,19 @@ type Authenticator struct {
 	pending   atomic.Int32
 }
 
+// IssuerError is a problem with one entry of the issuer list given to New.
+// It carries the entry's index so that a config checker can point at the
+// line the entry was written on; Err starts with the entry's key ("audiences:
+// ...") when the problem is about one of its settings.
+type IssuerError struct {
+	Index int
+	Err   error
+}
+
+func (e *IssuerError) Error() string { return fmt.Sprintf("jwt[%d]: %v", e.Index, e.Err) }
+
+func (e *IssuerError) Unwrap() error { return e.Err }
+
 // New validates the issuers and starts fetching their keys in the
 // background. An unreachable issuer does not fail New: it is retried with
 // backoff, and its tokens get ErrInvalidToken until its keys arrive, while
@@ -169,11 +182,11 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 	for i, c := range issuers {
 		iss, err := compileIssuer(c)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("jwt[%d]: %w", i, err))
+			errs = append(errs, &IssuerError{Index: i, Err: err})
 			continue
 		}
 		if _, dup := a.issuers[iss.name]; dup {
-			errs = append(errs, fmt.Errorf("jwt[%d]: issuer %q is configured twice", i, iss.name))
+			errs = append(errs, &IssuerError{Index: i, Err: fmt.Errorf("issuer: %q is configured twice", iss.name)})
 			continue
 		}
 		a.issuers[iss.name] = iss

@@ -572,7 +572,7 @@ func TestNewErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"no issuers", nil, Options{}, "at least one issuer"},
-		{"empty issuer", with(func(c *IssuerConfig) { c.Issuer = "" }), Options{}, "jwt[0]: issuer is required"},
+		{"empty issuer", with(func(c *IssuerConfig) { c.Issuer = "" }), Options{}, "jwt[0]: issuer: is required"},
 		{"no audiences", with(func(c *IssuerConfig) { c.Audiences = nil }), Options{}, "jwt[0]: audiences: at least one is required"},
 		{"empty audience", with(func(c *IssuerConfig) { c.Audiences = []string{""} }), Options{}, "empty audience"},
 		{"alg none", with(func(c *IssuerConfig) { c.Algorithms = []string{"RS256", "none"} }), Options{}, `"none" is not supported`},
@@ -594,7 +594,7 @@ func TestNewErrors(t *testing.T) {
 		{"issuer not a URL needs jwks_url", with(func(c *IssuerConfig) { c.Issuer = "my-issuer" }), Options{}, "used for discovery"},
 		{"bad rule", with(func(c *IssuerConfig) { c.Rules = []identity.Rule{{Expr: "claims.x =="}} }), Options{}, `rules[0] "claims.x =="`},
 		{"bad mapping", with(func(c *IssuerConfig) { c.Mappings.Username = "1" }), Options{}, "mappings.username"},
-		{"duplicate issuer", append(with(func(*IssuerConfig) {}), base), Options{}, `jwt[1]: issuer "https://issuer.example" is configured twice`},
+		{"duplicate issuer", append(with(func(*IssuerConfig) {}), base), Options{}, `jwt[1]: issuer: "https://issuer.example" is configured twice`},
 		{"negative option", with(func(*IssuerConfig) {}), Options{CacheSize: -1}, "must not be negative"},
 	}
 	for _, tt := range tests {

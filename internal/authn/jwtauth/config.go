@@ -83,7 +83,7 @@ type issuer struct {
 
 func compileIssuer(c IssuerConfig) (*issuer, error) {
 	if c.Issuer == "" {
-		return nil, errors.New("issuer is required")
+		return nil, errors.New("issuer: is required")
 	}
 	iss := &issuer{
 		name:    c.Issuer,
@@ -93,7 +93,7 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 		kick:    make(chan string, kickQueue),
 	}
 	if iss.skew < 0 {
-		return nil, fmt.Errorf("clock_skew %s must not be negative", c.ClockSkew)
+		return nil, fmt.Errorf("clock_skew: %s must not be negative", c.ClockSkew)
 	}
 	if iss.skew == 0 {
 		iss.skew = defaultClockSkew
@@ -136,7 +136,7 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 				return nil, fmt.Errorf("jwks_url: %w", err)
 			}
 		} else if err := CheckFetchURL(c.Issuer); err != nil {
-			return nil, fmt.Errorf("issuer (used for discovery because jwks_url is not set): %w", err)
+			return nil, fmt.Errorf("issuer: %w (it is used for discovery because jwks_url is not set)", err)
 		}
 	}
 
