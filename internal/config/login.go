@@ -69,7 +69,7 @@ func (c *compiler) compileLogin(s *snapshot.Snapshot, f *File) {
 	})
 	if err != nil {
 		if !errors.Is(err, errProblems) {
-			c.addf([]any{"providers"}, "%v", err)
+			c.providerErrors(err)
 		}
 		return
 	}
@@ -126,11 +126,24 @@ func (c *compiler) buildLogin(f *File) (built *loginPart) {
 		Logger:                 c.opts.Logger,
 	})
 	if err != nil {
-		c.addf([]any{"providers"}, "%v", err)
+		c.providerErrors(err)
 		return nil
 	}
 	a.login.Service, a.login.Store = svc, store
 	return a
+}
+
+// providerErrors records login.New's errors at the providers: entry each
+// is about.
+func (c *compiler) providerErrors(err error) {
+	for _, e := range unjoin(err) {
+		var pe *login.ProviderError
+		if errors.As(e, &pe) {
+			c.addEntry([]any{"providers", pe.Index}, pe.Err)
+			continue
+		}
+		c.addf([]any{"providers"}, "%v", e)
+	}
 }
 
 // sessionSecure says whether session cookies are Secure: when sekisho serves

@@ -121,6 +121,22 @@ const (
 // it too.
 const DefaultPathPrefix = "/.sekisho"
 
+// ProviderError is a problem with one entry of the providers given to New.
+// It carries the entry's index so that a config checker can point at the
+// line the entry was written on; Err starts with the entry's key
+// ("client_id: ...") when the problem is about one of its settings.
+type ProviderError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *ProviderError) Error() string {
+	return fmt.Sprintf("providers[%d] (%s): %v", e.Index, e.Name, e.Err)
+}
+
+func (e *ProviderError) Unwrap() error { return e.Err }
+
 // New validates the configuration and starts discovering the providers in
 // the background. Configuration errors name the provider and the key. An
 // unreachable provider does not fail New: discovery is retried with
@@ -200,11 +216,11 @@ func New(ctx context.Context, providers []ProviderConfig, o Options) (*Service, 
 	for i, c := range providers {
 		p, err := compileProvider(c, s.callbackPath)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("providers[%d] (%s): %w", i, c.Name, err))
+			errs = append(errs, &ProviderError{Index: i, Name: c.Name, Err: err})
 			continue
 		}
 		if _, dup := s.byName[p.name]; dup {
-			errs = append(errs, fmt.Errorf("providers[%d] (%s): name: is used twice", i, c.Name))
+			errs = append(errs, &ProviderError{Index: i, Name: c.Name, Err: errors.New("name: is used twice")})
 			continue
 		}
 		s.byName[p.name] = p
