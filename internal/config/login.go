@@ -48,7 +48,7 @@ func (c *compiler) compileLogin(s *snapshot.Snapshot, f *File) {
 	if len(f.Providers) == 0 {
 		for _, key := range []string{"session", "login"} {
 			if n := nodeAt(c.root, key); n != nil && n != nodeAt(c.root) {
-				c.addf([]any{key}, "%s: is set but no providers: are configured (browser login is off)", key)
+				c.addf([]any{key}, "is set but no providers: are configured (browser login is off)")
 			}
 		}
 		return
