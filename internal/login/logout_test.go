@@ -25,7 +25,6 @@ func TestSignOut(t *testing.T) {
 	h := newHarness(t, setup{})
 	b := newBrowser(t)
 	h.login(b, "/")
-	sess := h.session(b)
 
 	// GET only asks: a link or image elsewhere cannot sign the user out.
 	resp, body := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/.sekisho/sign_out", nil)
@@ -71,7 +70,7 @@ func TestSignOut(t *testing.T) {
 			h.login(b, "/")
 		}
 	}
-	sess = h.session(b)
+	sess := h.session(b)
 	if resp, _ := do(t, b.noFollow(), http.MethodGet, h.gw.URL+"/.sekisho/userinfo", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("still signed in after refused sign-outs? userinfo %d", resp.StatusCode)
 	}
