@@ -2,14 +2,8 @@ package decision
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/sekisho/sekisho/internal/snapshot"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -150,66 +145,36 @@ type pki struct {
 	caCert, serverCert, serverKey string
 	pool                          *x509.CertPool
 	client                        tls.Certificate
-	// renew issues a new server certificate with serial into the same files.
-	renew func(serial int64)
+	// serial is the serial number of the server certificate in the files.
+	serial int64
+	// renew issues a new server certificate into the same files.
+	renew func()
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
 	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage, dns []string) ([]byte, *ecdsa.PrivateKey) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "test"}, DNSNames: dns,
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, key
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	p := &pki{pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.caCert = write("ca.crt", "CERTIFICATE", caDER)
-	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth, []string{"sekisho.test"})
-	p.serverCert = write("server.crt", "CERTIFICATE", srvDER)
-	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
-	p.serverKey = write("server.key", "EC PRIVATE KEY", keyDER)
-	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth, nil)
-	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
-	p.renew = func(serial int64) {
-		der, key := issue(serial, x509.ExtKeyUsageServerAuth, []string{"sekisho.test"})
-		kder, _ := x509.MarshalECPrivateKey(key)
+	ca := testutil.NewCA(t)
+	p := &pki{pool: ca.Pool(), client: ca.Client(t, "proxy").TLS}
+	p.caCert = testutil.WriteFile(t, dir, "ca.crt", ca.PEM)
+	srv := ca.Server(t, "sekisho.test")
+	p.serverCert = testutil.WriteFile(t, dir, "server.crt", srv.CertPEM)
+	p.serverKey = testutil.WriteFile(t, dir, "server.key", srv.KeyPEM)
+	p.serial = srv.TLS.Leaf.SerialNumber.Int64()
+	p.renew = func() {
+		srv := ca.Server(t, "sekisho.test")
 		// Key first, then certificate: the reloader keeps the old pair
 		// until the two match.
-		write("server.key.new", "EC PRIVATE KEY", kder)
-		write("server.crt.new", "CERTIFICATE", der)
-		if err := os.Rename(filepath.Join(dir, "server.key.new"), p.serverKey); err != nil {
-			t.Fatal(err)
+		for _, f := range []struct {
+			name string
+			data []byte
+		}{{"server.key", srv.KeyPEM}, {"server.crt", srv.CertPEM}} {
+			tmp := testutil.WriteFile(t, dir, f.name+".new", f.data)
+			if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := os.Rename(filepath.Join(dir, "server.crt.new"), p.serverCert); err != nil {
-			t.Fatal(err)
-		}
+		p.serial = srv.TLS.Leaf.SerialNumber.Int64()
 	}
 	return p
 }
@@ -237,12 +202,12 @@ func TestTLSCertificateReload(t *testing.T) {
 		defer conn.Close()
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 	}
-	if got := serial(); got != 2 {
-		t.Fatalf("served serial %d, want 2", got)
+	if got := serial(); got != pki.serial {
+		t.Fatalf("served serial %d, want %d", got, pki.serial)
 	}
-	pki.renew(9)
+	pki.renew()
 	deadline := time.Now().Add(10 * time.Second)
-	for serial() != 9 {
+	for serial() != pki.serial {
 		if time.Now().After(deadline) {
 			t.Fatal("the renewed certificate was never served")
 		}
