@@ -88,18 +88,8 @@ func TestHugeHeadersGet431(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+s.HTTPAddr()+"/", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("X-Big", strings.Repeat("a", tt.size))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.want {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			if got := bigHeaderStatus(t, s.HTTPAddr(), tt.size); got != tt.want {
+				t.Fatalf("status %d, want %d", got, tt.want)
 			}
 		})
 	}
@@ -121,18 +111,8 @@ func TestMaxHeaderBytesSlack(t *testing.T) {
 		{"over the value and the slack", limit + 5000, http.StatusRequestHeaderFieldsTooLarge},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+s.HTTPAddr()+"/", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("X-Big", strings.Repeat("a", tt.size))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.want {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			if got := bigHeaderStatus(t, s.HTTPAddr(), tt.size); got != tt.want {
+				t.Fatalf("status %d, want %d", got, tt.want)
 			}
 		})
 	}
@@ -142,4 +122,21 @@ func TestMaxHeaderBytesSlack(t *testing.T) {
 	if got, want := HTTP2HeaderListSize(0), uint32(DefaultMaxHeaderBytes+320); got != want {
 		t.Errorf("HTTP2HeaderListSize(0) = %d, want %d", got, want)
 	}
+}
+
+// bigHeaderStatus sends a GET to addr with one header of size bytes and
+// returns the status.
+func bigHeaderStatus(t *testing.T, addr string, size int) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Big", strings.Repeat("a", size))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
