@@ -55,7 +55,11 @@ func (g *Gateway) Ready() bool { return g.snap.Load() != nil }
 // ServeHTTP runs the pipeline for one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
-	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header, snap != nil && snap.Trust.FromProxy(r))}
+	var fwd normalize.Forwarded
+	if snap != nil {
+		fwd = snap.Trust.Forwarded(r)
+	}
+	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header, fwd.FromProxy)}
 	rec := &recorder{ResponseWriter: w}
 	r = r.WithContext(reqinfo.With(r.Context(), info))
 	defer g.finish(rec, r, info)
@@ -73,7 +77,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	fwd := snap.Trust.Forwarded(r)
 	info.ClientIP, info.Proto, info.Host, info.ForwardedFor = fwd.ClientIP, fwd.Proto, fwd.Host, fwd.For
 
 	// sekisho's own endpoints (login, the built-in provider, assertion keys)

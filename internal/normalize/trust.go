@@ -57,13 +57,6 @@ func (t *Trust) Contains(ip netip.Addr) bool {
 	return false
 }
 
-// FromProxy reports whether r came straight from a trusted proxy, whose
-// X-Request-Id and X-Forwarded-* headers are then believed. A nil Trust
-// trusts nobody.
-func (t *Trust) FromProxy(r *http.Request) bool {
-	return t.Contains(peerAddr(r.RemoteAddr))
-}
-
 // ClientIP is the original client behind a trusted peer: the right-most
 // X-Forwarded-For entry (over all header lines) that is not itself a trusted
 // proxy, since entries to its left were written by the client and prove
@@ -104,6 +97,9 @@ type Forwarded struct {
 	// For is the X-Forwarded-For chain received from trusted peers, "" when
 	// the peer is untrusted; the proxy appends the peer to it.
 	For string
+	// FromProxy says the peer is a trusted proxy, whose X-Forwarded-* and
+	// X-Request-Id are believed.
+	FromProxy bool
 }
 
 // Forwarded works out who the original client was. From an untrusted peer
@@ -121,6 +117,7 @@ func (t *Trust) Forwarded(r *http.Request) Forwarded {
 	if !t.Contains(peer) {
 		return f
 	}
+	f.FromProxy = true
 
 	xff := r.Header.Values("X-Forwarded-For")
 	f.For = strings.Join(xff, ", ")

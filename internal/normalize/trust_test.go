@@ -93,7 +93,7 @@ func TestForwarded(t *testing.T) {
 			name:    "trusted peer without headers",
 			remote:  "10.0.0.2:4000",
 			headers: map[string][]string{},
-			want:    Forwarded{ClientIP: ip("10.0.0.2"), Proto: "http", Host: "app.example.com"},
+			want:    Forwarded{ClientIP: ip("10.0.0.2"), Proto: "http", Host: "app.example.com", FromProxy: true},
 		},
 		{
 			name:   "trusted peer, one hop",
@@ -103,7 +103,7 @@ func TestForwarded(t *testing.T) {
 				"X-Forwarded-Proto": {"https"},
 				"X-Forwarded-Host":  {"API.example.com:8443"},
 			},
-			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "https", Host: "API.example.com:8443", For: "203.0.113.5"},
+			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "https", Host: "API.example.com:8443", For: "203.0.113.5", FromProxy: true},
 		},
 		{
 			name:   "client-prepended entries are ignored",
@@ -111,7 +111,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"6.6.6.6, 203.0.113.5, 10.0.0.9"},
 			},
-			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "http", Host: "app.example.com", For: "6.6.6.6, 203.0.113.5, 10.0.0.9"},
+			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "http", Host: "app.example.com", For: "6.6.6.6, 203.0.113.5, 10.0.0.9", FromProxy: true},
 		},
 		{
 			name:   "chain split over header lines",
@@ -119,7 +119,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"6.6.6.6", "203.0.113.5,10.0.0.9", "10.0.0.8"},
 			},
-			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "http", Host: "app.example.com", For: "6.6.6.6, 203.0.113.5,10.0.0.9, 10.0.0.8"},
+			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "http", Host: "app.example.com", For: "6.6.6.6, 203.0.113.5,10.0.0.9, 10.0.0.8", FromProxy: true},
 		},
 		{
 			name:   "all hops trusted: left-most",
@@ -127,7 +127,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"10.0.0.7, 10.0.0.8"},
 			},
-			want: Forwarded{ClientIP: ip("10.0.0.7"), Proto: "http", Host: "app.example.com", For: "10.0.0.7, 10.0.0.8"},
+			want: Forwarded{ClientIP: ip("10.0.0.7"), Proto: "http", Host: "app.example.com", For: "10.0.0.7, 10.0.0.8", FromProxy: true},
 		},
 		{
 			name:   "unparseable entry stops the walk at the last believed hop",
@@ -135,7 +135,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"203.0.113.5, garbage, 10.0.0.8"},
 			},
-			want: Forwarded{ClientIP: ip("10.0.0.8"), Proto: "http", Host: "app.example.com", For: "203.0.113.5, garbage, 10.0.0.8"},
+			want: Forwarded{ClientIP: ip("10.0.0.8"), Proto: "http", Host: "app.example.com", For: "203.0.113.5, garbage, 10.0.0.8", FromProxy: true},
 		},
 		{
 			name:   "unparseable right-most entry leaves the peer",
@@ -143,7 +143,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"203.0.113.5, "},
 			},
-			want: Forwarded{ClientIP: ip("10.0.0.2"), Proto: "http", Host: "app.example.com", For: "203.0.113.5, "},
+			want: Forwarded{ClientIP: ip("10.0.0.2"), Proto: "http", Host: "app.example.com", For: "203.0.113.5, ", FromProxy: true},
 		},
 		{
 			name:   "entries with ports",
@@ -151,7 +151,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"[2001:db8::5]:1234, 10.0.0.9:80"},
 			},
-			want: Forwarded{ClientIP: ip("2001:db8::5"), Proto: "http", Host: "app.example.com", For: "[2001:db8::5]:1234, 10.0.0.9:80"},
+			want: Forwarded{ClientIP: ip("2001:db8::5"), Proto: "http", Host: "app.example.com", For: "[2001:db8::5]:1234, 10.0.0.9:80", FromProxy: true},
 		},
 		{
 			name:   "IPv6 trusted peer and hops",
@@ -159,7 +159,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"2001:db8:1::5, 2001:db8:ffff::2"},
 			},
-			want: Forwarded{ClientIP: ip("2001:db8:1::5"), Proto: "http", Host: "app.example.com", For: "2001:db8:1::5, 2001:db8:ffff::2"},
+			want: Forwarded{ClientIP: ip("2001:db8:1::5"), Proto: "http", Host: "app.example.com", For: "2001:db8:1::5, 2001:db8:ffff::2", FromProxy: true},
 		},
 		{
 			name:   "IPv4-mapped peer is trusted as IPv4",
@@ -167,7 +167,7 @@ func TestForwarded(t *testing.T) {
 			headers: map[string][]string{
 				"X-Forwarded-For": {"203.0.113.5"},
 			},
-			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "http", Host: "app.example.com", For: "203.0.113.5"},
+			want: Forwarded{ClientIP: ip("203.0.113.5"), Proto: "http", Host: "app.example.com", For: "203.0.113.5", FromProxy: true},
 		},
 		{
 			name:   "bad proto and host are ignored",
@@ -177,7 +177,7 @@ func TestForwarded(t *testing.T) {
 				"X-Forwarded-Proto": {"HTTP"},
 				"X-Forwarded-Host":  {"evil.example/x"},
 			},
-			want: Forwarded{ClientIP: ip("10.0.0.2"), Proto: "https", Host: "app.example.com"},
+			want: Forwarded{ClientIP: ip("10.0.0.2"), Proto: "https", Host: "app.example.com", FromProxy: true},
 		},
 		{
 			name:   "repeated proto and host are ignored",
@@ -186,7 +186,7 @@ func TestForwarded(t *testing.T) {
 				"X-Forwarded-Proto": {"https", "http"},
 				"X-Forwarded-Host":  {"a.example.com", "b.example.com"},
 			},
-			want: Forwarded{ClientIP: ip("10.0.0.2"), Proto: "http", Host: "app.example.com"},
+			want: Forwarded{ClientIP: ip("10.0.0.2"), Proto: "http", Host: "app.example.com", FromProxy: true},
 		},
 		{
 			name:   "unparseable remote address is not trusted",
