@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/authn"
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/snapshot"
@@ -21,17 +21,13 @@ import (
 // and browser sessions in the "_sekisho" cookie.
 func changesSnapshot(t *testing.T) *snapshot.Snapshot {
 	t.Helper()
-	snap, err := config.Parse([]byte(`
+	snap := configtest.New(t).Snapshot(`
 listen: {http: "127.0.0.1:0"}
 credentials: {header: x-api-key, cookie: access_token}
 routes:
   - {name: keep, match: {path_prefix: /keep}, to: builtin:echo, allow_method_override: true, allow: [{groups: [admin]}]}
   - {name: pass, match: {path_prefix: /pass}, to: builtin:echo, allow_method_override: true, pass_credentials: true, allow: [{groups: [admin]}]}
-`), "test.yaml", ".", config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(snap.Close)
+`)
 	snap.Authn.SessionCookie = "_sekisho"
 	return snap
 }

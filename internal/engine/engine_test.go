@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
-	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/snapshot"
 )
@@ -106,7 +105,7 @@ func BenchmarkEvaluateCachedJWT(b *testing.B) {
 // forge (and the credential header) are invisible to CEL, so a rule cannot
 // be satisfied by sending them; other headers stay visible.
 func TestPoliciesNeverSeeForgeableHeaders(t *testing.T) {
-	snap, err := config.Parse([]byte(`
+	snap := configtest.New(t).Snapshot(`
 listen: {http: "127.0.0.1:0"}
 credentials: {header: X-Api-Key}
 api_tokens: {file: /dev/null}
@@ -119,11 +118,7 @@ routes:
     match: {path: /team}
     to: builtin:echo
     allow: [{when: "request.headers['x-team'] == 'blue'"}]
-`), "test.yaml", ".", config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+`)
 	for _, tt := range []struct {
 		path, header, value string
 		want                Outcome

@@ -5,7 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -14,7 +14,7 @@ import (
 // override header it cannot have stripped; and decides on the override
 // where the route allows one, CEL included.
 func TestEvaluateMethods(t *testing.T) {
-	snap, err := config.Parse([]byte(`
+	snap := configtest.New(t).Snapshot(`
 listen: {http: "127.0.0.1:0"}
 routes:
   - name: writes
@@ -28,11 +28,7 @@ routes:
     allow_method_override: true
     allow: [{when: "request.method in ['GET', 'POST', 'PUT']"}]
   - {name: open, match: {path: /open}, to: builtin:echo, public: true}
-`), "test.yaml", ".", config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+`)
 	dev := &identity.Identity{Username: "dave", Groups: []string{"dev"}}
 
 	for _, tt := range []struct {

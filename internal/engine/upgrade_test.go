@@ -5,14 +5,14 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/configtest"
 )
 
 // TestUpgradeRule: the decision service and the gateway refuse the same
 // upgrades, because both decide with Evaluate: h2c never, other protocols
 // only where the route lists them, WebSocket by default.
 func TestUpgradeRule(t *testing.T) {
-	snap, err := config.Parse([]byte(`
+	snap := configtest.New(t).Snapshot(`
 listen: {http: "127.0.0.1:0"}
 routes:
   - name: open
@@ -24,11 +24,7 @@ routes:
     to: builtin:echo
     public: true
     upgrades: [x-custom]
-`), "test.yaml", ".", config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+`)
 	for _, tt := range []struct {
 		target, upgrade string
 		want            Outcome
