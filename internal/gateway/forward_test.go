@@ -288,14 +288,7 @@ routes:
 
 	t.Run("websocket by default", func(t *testing.T) {
 		up := newUpstream(t)
-		g := newFixture(t, fmt.Sprintf(`
-listen: {http: "127.0.0.1:0"}
-routes:
-  - name: open
-    match: {path_prefix: /}
-    to: %s
-    public: true
-`, up.srv.URL))
+		g := newFixture(t, publicRouteTo(up.srv.URL))
 		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(g.srv.URL, "http")+"/ws", nil)
 		if err != nil {
 			t.Fatalf("WebSocket through the gateway: %v (response %v)", err, resp)
@@ -312,14 +305,7 @@ routes:
 // logged or counted. A well-framed body still goes through.
 func TestMalformedRequestBody(t *testing.T) {
 	up := newUpstream(t)
-	f := newFixture(t, fmt.Sprintf(`
-listen: {http: "127.0.0.1:0"}
-routes:
-  - name: open
-    match: {path_prefix: /}
-    to: %s
-    public: true
-`, up.srv.URL))
+	f := newFixture(t, publicRouteTo(up.srv.URL))
 	for _, tt := range []struct {
 		name, body string
 		half       bool // close the write side after sending: the body ends early
@@ -514,4 +500,17 @@ routes:
 	if !slices.Contains(f.gw.Snapshot().WatchFiles, certFile) {
 		t.Error("the client certificate file is not watched for changes")
 	}
+}
+
+// publicRouteTo is a gateway config with one public route for every path,
+// to upstream.
+func publicRouteTo(upstream string) string {
+	return fmt.Sprintf(`
+listen: {http: "127.0.0.1:0"}
+routes:
+  - name: open
+    match: {path_prefix: /}
+    to: %s
+    public: true
+`, upstream)
 }
