@@ -581,13 +581,7 @@ func TestCloseLetsInFlightFinishAndDropsIdle(t *testing.T) {
 }
 
 func BenchmarkProxy(b *testing.B) {
-	up := httptest.NewServer(nameHandler("ok"))
-	defer up.Close()
-	p, err := New("bench", []Backend{{URL: mustURL(b, up.URL), Weight: 1}}, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	p := benchPool(b)
 	r := httptest.NewRequest(http.MethodGet, "http://app.example.com/bench?x=1", nil)
 	r = r.WithContext(reqinfo.With(context.Background(), testInfo(r)))
 	w := &discardWriter{h: http.Header{}}
@@ -617,4 +611,18 @@ func TestNoTransparentCompression(t *testing.T) {
 	if rec.Header().Get("Content-Encoding") != "gzip" || !bytes.Equal(rec.Body.Bytes(), gz) {
 		t.Errorf("the gzip body was altered: %q %x", rec.Header().Get("Content-Encoding"), rec.Body.Bytes())
 	}
+}
+
+// benchPool is a pool with one real upstream answering "ok", closed with
+// the benchmark.
+func benchPool(b *testing.B) *Pool {
+	b.Helper()
+	up := httptest.NewServer(nameHandler("ok"))
+	b.Cleanup(up.Close)
+	p, err := New("bench", []Backend{{URL: mustURL(b, up.URL), Weight: 1}}, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	return p
 }
