@@ -31,6 +31,8 @@ Usage:
                                   check a table of expected decisions; exit 1 on a mismatch
   sekisho token hash              read an API token on stdin, print the hash for the tokens file
   sekisho token new               print a new random API token and its hash
+  sekisho kube webhook-config|login|setup
+                                  Kubernetes: TokenReview webhook kubeconfig, kubectl sign-in
   sekisho version                 print the version
 `
 
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPolicyTest(args[2:], stdout, stderr)
 	case "token":
 		return cmdToken(args[1:], os.Stdin, stdout, stderr)
+	case "kube":
+		return cmdKube(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
