@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // findBinary looks a Debian-packaged server up on PATH and in the sbin
@@ -52,27 +53,28 @@ func freeAddr(t *testing.T) string {
 func startServer(t *testing.T, addr, logFile string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := os.Create(logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	p, err := testutil.StartProcess(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		stopGroup(t, cmd.Process.Pid, exited)
+		// SIGTERM first: nginx's master then stops its workers and exits.
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Error(err)
+		}
 		out.Close()
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
-		case err := <-exited:
+		case <-p.Exited():
 			log, _ := os.ReadFile(logFile)
-			t.Fatalf("%s exited before listening (%v):\n%s", filepath.Base(name), err, log)
+			t.Fatalf("%s exited before listening (%v):\n%s", filepath.Base(name), p.Err(), log)
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -84,26 +86,6 @@ func startServer(t *testing.T, addr, logFile string, name string, args ...string
 			t.Fatalf("%s did not listen on %s within 15s:\n%s", filepath.Base(name), addr, log)
 		}
 		time.Sleep(20 * time.Millisecond) // readiness poll of an external process
-	}
-}
-
-// stopGroup ends the process group pgid whose leader reports on exited:
-// SIGTERM first (nginx's master then stops its workers and exits), SIGKILL
-// for the whole group when the leader has not exited within 10 s, and a
-// final SIGKILL to the group for any child that outlived its leader.
-func stopGroup(t *testing.T, pgid int, exited <-chan error) {
-	t.Helper()
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Errorf("process group %d did not stop on SIGTERM within 10s; killing it", pgid)
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-exited
-	}
-	// The leader is reaped; anything left in its group is an orphan.
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err == nil {
-		t.Logf("killed processes left in group %d after its leader exited", pgid)
 	}
 }
 
