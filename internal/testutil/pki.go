@@ -71,13 +71,14 @@ func (ca *CA) Server(t testing.TB, names ...string) *Leaf {
 	return ca.issue(t, x509.ExtKeyUsageServerAuth, names)
 }
 
-// Client issues a client certificate with common name cn.
-func (ca *CA) Client(t testing.TB, cn string) *Leaf {
+// Client issues a client certificate with common name cn and the
+// organizations orgs, which Kubernetes reads as the user's name and groups.
+func (ca *CA) Client(t testing.TB, cn string, orgs ...string) *Leaf {
 	t.Helper()
-	return ca.issue(t, x509.ExtKeyUsageClientAuth, []string{cn})
+	return ca.issue(t, x509.ExtKeyUsageClientAuth, []string{cn}, orgs...)
 }
 
-func (ca *CA) issue(t testing.TB, usage x509.ExtKeyUsage, names []string) *Leaf {
+func (ca *CA) issue(t testing.TB, usage x509.ExtKeyUsage, names []string, orgs ...string) *Leaf {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -91,6 +92,7 @@ func (ca *CA) issue(t testing.TB, usage x509.ExtKeyUsage, names []string) *Leaf 
 	if len(names) > 0 {
 		tmpl.Subject.CommonName = names[0]
 	}
+	tmpl.Subject.Organization = orgs
 	if usage == x509.ExtKeyUsageServerAuth {
 		for _, n := range names {
 			if ip := net.ParseIP(n); ip != nil {
