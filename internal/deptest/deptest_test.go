@@ -158,6 +158,15 @@ var cmdImports = map[string]string{
 	"internal/authn/apitoken": "sekisho token new and sekisho token hash",
 }
 
+// testSupportPkgs are test-support packages the name rule of testSupport
+// (a name ending in "test") does not catch, or catches only by accident,
+// each with why it is test support. Production code must not depend on
+// them; they may depend on each other and on production code.
+var testSupportPkgs = map[string]string{
+	"internal/kubetest":         "runs a real kube-apiserver and etcd for tests, built from the tools module; it also starts processes and reads the repository's files",
+	"internal/kubetest/kubebin": "the command scripts/test.sh runs to build the test cluster's binaries before the tests; it exists only for internal/kubetest",
+}
+
 // rules returns every forbidden dependency: package ⇒ dependency ⇒ why.
 func rules() map[string]map[string]string {
 	r := map[string]map[string]string{}
@@ -229,8 +238,9 @@ func TestLayering(t *testing.T) {
 
 // TestNoTestSupportInProduction fails when a production package depends on
 // test support: the testing package, httptest, or one of sekisho's test
-// helpers (internal/testutil, jwttest, redistest; any package whose name
-// ends in "test"). Test code (_test.go files) may use them freely.
+// helpers (internal/testutil, jwttest, redistest, kubetest; any package
+// whose name ends in "test", and those testSupportPkgs lists). Test code
+// (_test.go files) may use them freely.
 func TestNoTestSupportInProduction(t *testing.T) {
 	g := load(t)
 	for _, p := range g.module() {
@@ -289,6 +299,11 @@ func TestRulesAreCurrent(t *testing.T) {
 			t.Errorf("allowed lists %s importing %s, which it no longer does: remove the entry", edge[0], edge[1])
 		}
 	}
+	for p := range testSupportPkgs {
+		if q, ok := g.pkgs[abs(p)]; !ok || q.DepOnly {
+			t.Errorf("testSupportPkgs names %s, which is not a package of this module: update the table", p)
+		}
+	}
 	for imp := range cmdImports {
 		if !slices.Contains(g.pkgs[abs("cmd/sekisho")].Imports, abs(imp)) {
 			t.Errorf("cmdImports lists %s, which cmd/sekisho no longer imports: remove the entry", imp)
@@ -297,10 +312,13 @@ func TestRulesAreCurrent(t *testing.T) {
 }
 
 // testSupport reports whether path is test support: the standard library's
-// testing packages and httptest, and this module's helpers (testutil, and
-// any package whose name ends in "test"). Third-party test libraries import
-// the testing package, which is caught through them.
+// testing packages and httptest, and this module's helpers (testutil, any
+// package whose name ends in "test", and testSupportPkgs). Third-party test
+// libraries import the testing package, which is caught through them.
 func testSupport(path string) bool {
+	if _, ok := testSupportPkgs[rel(path)]; ok && strings.HasPrefix(path, mod+"/") {
+		return true
+	}
 	switch {
 	case path == "testing", strings.HasPrefix(path, "testing/"), path == "net/http/httptest":
 		return true
