@@ -6,7 +6,7 @@
 // kubeconfig exec plugins). There is no controller-manager, scheduler or
 // kubelet: objects are stored and served, nothing reconciles them.
 //
-// Start gives one test its own cluster. Starting one takes about 8 s, so a
+// Start gives one test its own cluster. Starting one takes 4–8 s, so a
 // package whose tests can share one uses Shared:
 //
 //	var kube kubetest.Shared // or with Options set
@@ -20,6 +20,11 @@
 //
 // Tests sharing a cluster must not step on each other's objects: each uses
 // namespaces and names of its own.
+//
+// Anonymous requests are refused, so a verifier of service-account tokens
+// fetches the discovery document (URL + /.well-known/openid-configuration)
+// and the keys (URL + /openid/v1/jwks) with a token, a service account's
+// own for instance; the issuer they name is ServiceAccountIssuer, not URL.
 //
 // The servers are built from source on first use (EnsureBinaries): about
 // 15 minutes cold on 2 cores, once per machine. Under -short the tests that
@@ -65,7 +70,7 @@ import (
 // unless Options says otherwise: the one a kubeadm cluster uses.
 const DefaultServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 
-// readyTimeout bounds how long Start waits for /readyz (5–8 s is usual,
+// readyTimeout bounds how long Start waits for /readyz (4–8 s is usual,
 // more on a loaded machine).
 const readyTimeout = 90 * time.Second
 

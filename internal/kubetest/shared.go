@@ -11,7 +11,7 @@ import (
 
 // Shared is one cluster for the tests of a package, started by the first
 // test that asks for it and stopped when the package's tests are done:
-// starting a cluster costs about 8 s, sharing it costs the tests only
+// starting a cluster costs 4–8 s, sharing it costs the tests only
 // distinct names. Declare it as a package variable, set Options before the
 // first Cluster call (in TestMain, for instance after starting a webhook
 // the options name), and make TestMain return Run:
