@@ -284,7 +284,10 @@ func (c *compiler) builtin(ctx context.Context, f *File, p *Provider, at []any, 
 		client.RedirectURIs = append(client.RedirectURIs, o+prefix+"/callback")
 		client.PostLogoutRedirectURIs = append(client.PostLogoutRedirectURIs, o+orDefault(f.Login.PostLogoutRedirect, prefix+"/signed_out"))
 	}
-	dev, err := devidp.New(ctx, issuer, p.Builtin.Config, []devidp.Client{client}, devidp.Options{Logger: c.opts.Logger})
+	// The kubectl client lets `sekisho kube login --client-id=kubectl` sign
+	// in to the same provider from a terminal (loopback redirect, no secret).
+	clients := []devidp.Client{client, devidp.KubectlClient()}
+	dev, err := devidp.New(ctx, issuer, p.Builtin.Config, clients, devidp.Options{Logger: c.opts.Logger})
 	if err != nil {
 		c.addf(append(at, "builtin"), "%v", err)
 		return nil, false

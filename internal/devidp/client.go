@@ -39,10 +39,11 @@ func WithOfflineAccess(configured []string) []string {
 // (as many IdPs want) are not refused; the groups claim is sent either way.
 const scopeGroups = "groups"
 
-// client adapts a Client to op.Client: a confidential web client using the
-// code flow with refresh tokens, and nothing else.
+// client adapts a Client to op.Client: a confidential web client, or a
+// public native one, using the code flow with refresh tokens, and nothing else.
 type client struct {
 	id         string
+	public     bool
 	secretHash [32]byte
 	redirects  []string
 	postLogout []string
@@ -61,7 +62,9 @@ func newClients(clients []Client, loginPath string, idTokenTTL time.Duration) (m
 			return nil, fmt.Errorf("devidp: clients[%d]: id is required", i)
 		case out[c.ID] != nil:
 			return nil, fmt.Errorf("devidp: clients[%d]: duplicate id %q", i, c.ID)
-		case c.Secret == "":
+		case c.Public && c.Secret != "":
+			return nil, fmt.Errorf("devidp: client %q: a public client has no secret", c.ID)
+		case !c.Public && c.Secret == "":
 			return nil, fmt.Errorf("devidp: client %q: secret is required", c.ID)
 		case len(c.RedirectURIs) == 0:
 			return nil, fmt.Errorf("devidp: client %q: at least one redirect URI is required", c.ID)
@@ -71,8 +74,16 @@ func newClients(clients []Client, loginPath string, idTokenTTL time.Duration) (m
 				return nil, fmt.Errorf("devidp: client %q: %q is not an absolute http(s) URL", c.ID, u)
 			}
 		}
+		if c.Public {
+			for _, u := range c.RedirectURIs {
+				if _, ok := op.HTTPLoopbackOrLocalhost(u); !ok {
+					return nil, fmt.Errorf("devidp: client %q: a public client redirects only to a loopback address, not %q", c.ID, u)
+				}
+			}
+		}
 		out[c.ID] = &client{
 			id:         c.ID,
+			public:     c.Public,
 			secretHash: sha256.Sum256([]byte(c.Secret)),
 			redirects:  append([]string(nil), c.RedirectURIs...),
 			postLogout: append([]string(nil), c.PostLogoutRedirectURIs...),
@@ -83,17 +94,38 @@ func newClients(clients []Client, loginPath string, idTokenTTL time.Duration) (m
 	return out, nil
 }
 
-// secretMatches compares hashes so neither content nor length leaks through timing.
+// secretMatches compares hashes so neither content nor length leaks through
+// timing. A public client has no secret, so none matches.
 func (c *client) secretMatches(secret string) bool {
+	if c.public {
+		return false
+	}
 	h := sha256.Sum256([]byte(secret))
 	return subtle.ConstantTimeCompare(h[:], c.secretHash[:]) == 1
 }
 
-func (c *client) GetID() string                       { return c.id }
-func (c *client) RedirectURIs() []string              { return c.redirects }
-func (c *client) PostLogoutRedirectURIs() []string    { return c.postLogout }
-func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
-func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
+func (c *client) GetID() string                    { return c.id }
+func (c *client) RedirectURIs() []string           { return c.redirects }
+func (c *client) PostLogoutRedirectURIs() []string { return c.postLogout }
+
+// ApplicationType is native for a public client: op then accepts its
+// loopback redirect URIs on any port (RFC 8252, section 7.3), as a command
+// line program picks a free port each time it signs in.
+func (c *client) ApplicationType() op.ApplicationType {
+	if c.public {
+		return op.ApplicationTypeNative
+	}
+	return op.ApplicationTypeWeb
+}
+
+// AuthMethod is none for a public client: PKCE (required for every client
+// here) binds the code to the program that asked for it instead.
+func (c *client) AuthMethod() oidc.AuthMethod {
+	if c.public {
+		return oidc.AuthMethodNone
+	}
+	return oidc.AuthMethodBasic
+}
 func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
@@ -118,4 +150,22 @@ func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 
 func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
+}
+
+// KubectlClientID is the public client `sekisho kube login` uses against
+// the built-in provider: `--client-id=kubectl` with no secret.
+const KubectlClientID = "kubectl"
+
+// KubectlRedirectPath is the loopback callback path of `sekisho kube login`.
+const KubectlRedirectPath = "/callback"
+
+// KubectlClient is the public native client for kubectl's credential
+// plugin: it redirects to http://127.0.0.1:PORT/callback (or localhost) on
+// any port, and gets refresh tokens (offline_access) like any client.
+func KubectlClient() Client {
+	return Client{
+		ID:           KubectlClientID,
+		Public:       true,
+		RedirectURIs: []string{"http://127.0.0.1" + KubectlRedirectPath, "http://localhost" + KubectlRedirectPath},
+	}
 }

@@ -52,12 +52,16 @@ type Config struct {
 	AllowNonLoopback bool `yaml:"allow_non_loopback"`
 }
 
-// Client is a relying party allowed to use the provider: in practice
-// sekisho's own login flow. Clients are confidential: PKCE with S256 is
-// required on top of the secret.
+// Client is a relying party allowed to use the provider: sekisho's own
+// login flow (confidential: PKCE with S256 is required on top of the
+// secret), and kubectl's credential plugin (public, see Public).
 type Client struct {
-	ID                     string
-	Secret                 string
+	ID     string
+	Secret string
+	// Public makes a native client without a secret (RFC 8252) for command
+	// line programs such as `sekisho kube login`: its redirect URIs must be
+	// loopback ones, and a request may use any port on them.
+	Public                 bool
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
 }

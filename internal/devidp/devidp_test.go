@@ -88,6 +88,12 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"bad logout redirect", func(_ *string, _ *Config, cl *[]Client, _ *Options) {
 			(*cl)[0].PostLogoutRedirectURIs = []string{"javascript:alert(1)"}
 		}, "absolute"},
+		{"public client with secret", func(_ *string, _ *Config, cl *[]Client, _ *Options) {
+			*cl = append(*cl, Client{ID: "cli", Public: true, Secret: "s", RedirectURIs: []string{"http://127.0.0.1/callback"}})
+		}, "public client has no secret"},
+		{"public client, remote redirect", func(_ *string, _ *Config, cl *[]Client, _ *Options) {
+			*cl = append(*cl, Client{ID: "cli", Public: true, RedirectURIs: []string{"http://example.com/callback"}})
+		}, "loopback"},
 		{"small RSA key", func(_ *string, _ *Config, _ *[]Client, o *Options) { o.SigningKey = small }, "1024 bits"},
 		{"P-384 key", func(_ *string, _ *Config, _ *[]Client, o *Options) { o.SigningKey = p384 }, "P-256"},
 		{"Ed25519 key", func(_ *string, _ *Config, _ *[]Client, o *Options) { o.SigningKey = edKey }, "unsupported signing key"},

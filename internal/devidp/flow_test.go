@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
 )
@@ -470,4 +471,42 @@ func TestTOTPNoOlderStep(t *testing.T) {
 	l = f.mustStartLogin(t)
 	resp, body = f.submit(t, l, "bob@example.com", bobPassword, codes[2])
 	f.code(t, l, resp, body)
+}
+
+// TestPublicNativeClient drives the kubectl client the way `sekisho kube
+// login` does: no secret, PKCE, a loopback redirect on a port the provider
+// never saw (the relying party server's), then a refresh.
+func TestPublicNativeClient(t *testing.T) {
+	f := newFixture(t)
+	f.oauth = oauth2.Config{
+		ClientID:    KubectlClientID,
+		Endpoint:    f.oidc.Endpoint(),
+		RedirectURL: f.rp.URL + KubectlRedirectPath,
+		Scopes:      []string{oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess},
+	}
+	f.verifier = f.oidc.Verifier(&oidc.Config{ClientID: KubectlClientID})
+	l, code := f.loginAs(t, "alice@example.com", alicePassword, "")
+	tok, idt := f.exchange(t, l, code)
+	if got := claimsOf(t, idt).Email; got != "Alice@Example.com" {
+		t.Fatalf("email = %q", got)
+	}
+	if tok.RefreshToken == "" {
+		t.Fatal("no refresh token for offline_access")
+	}
+	if _, err := f.refresh(tok.RefreshToken); err != nil {
+		t.Fatalf("refresh without a secret: %v", err)
+	}
+
+	for name, redirect := range map[string]string{
+		"other path":   f.rp.URL + "/elsewhere",
+		"remote host":  "http://example.com" + KubectlRedirectPath,
+		"custom query": f.rp.URL + KubectlRedirectPath + "?x=1",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f.oauth.RedirectURL = redirect
+			if l := f.startLogin(t); l.id != "" {
+				t.Fatalf("redirect %s was accepted: login form at %s", redirect, l.form)
+			}
+		})
+	}
 }

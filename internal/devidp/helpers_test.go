@@ -100,7 +100,7 @@ func newFixture(t *testing.T, fopts ...fixtureOption) *fixture {
 		ID: "sekisho", Secret: clientSecret,
 		RedirectURIs:           []string{f.rp.URL + "/callback"},
 		PostLogoutRedirectURIs: []string{f.rp.URL + "/signed-out"},
-	}}
+	}, KubectlClient()}
 	var err error
 	f.p, err = New(t.Context(), f.idp.URL+issuerPath, Config{Users: testUsers(t)}, clients, opts)
 	if err != nil {
