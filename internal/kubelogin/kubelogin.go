@@ -308,11 +308,13 @@ func (r *run) provider(ctx context.Context) (*oidc.Provider, error) {
 func (r *run) oauthConfig(ctx context.Context, p *oidc.Provider, redirect string) oauth2.Config {
 	scopes := []string{oidc.ScopeOpenID}
 	var meta struct {
-		Scopes []string `json:"scopes_supported"`
+		Scopes      []string `json:"scopes_supported"`
+		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 	}
+	_ = p.Claims(&meta) // a document that does not decode just advertises nothing
 	// A refresh token needs offline_access at most providers; asking for a
 	// scope the provider does not list would fail the login at some.
-	if err := p.Claims(&meta); err == nil && slices.Contains(meta.Scopes, oidc.ScopeOfflineAccess) {
+	if slices.Contains(meta.Scopes, oidc.ScopeOfflineAccess) {
 		scopes = append(scopes, oidc.ScopeOfflineAccess)
 	}
 	for _, s := range r.key.Scopes {
@@ -321,9 +323,16 @@ func (r *run) oauthConfig(ctx context.Context, p *oidc.Provider, redirect string
 		}
 	}
 	ep := p.Endpoint()
-	if r.o.ClientSecret == "" {
-		// A public client has no secret to send in a header.
+	// The client authentication is chosen, not probed: x/oauth2's probing
+	// retries a failed request the other way, which turns the device
+	// flow's "authorization_pending" into a client error at some providers.
+	switch {
+	case r.o.ClientSecret == "":
+		ep.AuthStyle = oauth2.AuthStyleInParams // a public client sends only its ID
+	case !slices.Contains(meta.AuthMethods, "client_secret_basic") && slices.Contains(meta.AuthMethods, "client_secret_post"):
 		ep.AuthStyle = oauth2.AuthStyleInParams
+	default:
+		ep.AuthStyle = oauth2.AuthStyleInHeader // the default of RFC 6749 and OpenID discovery
 	}
 	return oauth2.Config{ClientID: r.o.ClientID, ClientSecret: r.o.ClientSecret, Endpoint: ep, RedirectURL: redirect, Scopes: scopes}
 }
