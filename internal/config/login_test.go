@@ -109,3 +109,39 @@ func TestBuiltinProviderAsksForRefreshTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestBuiltinProviderHasKubectlClient: the built-in provider registers the
+// public "kubectl" client for `sekisho kube login`, which redirects to a
+// loopback port of its choosing, and to nothing else.
+func TestBuiltinProviderHasKubectlClient(t *testing.T) {
+	src := "listen: {http: '127.0.0.1:18995'}\nproviders: [{name: dev, builtin: {users: [{email: a@example.com, password: x}]}}]\n" +
+		"routes:\n  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}\n"
+	s, err := parse(t, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Login.DevIDPs[snapshot.DevIDPPrefix+"dev/"]
+	if h == nil {
+		t.Fatalf("no built-in provider mounted: %v", s.Login.DevIDPs)
+	}
+	for _, tc := range []struct {
+		redirect  string
+		wantLogin bool
+	}{
+		{"http://127.0.0.1:54321/callback", true},
+		{"http://localhost:40000/callback", true},
+		{"http://example.com/callback", false},
+		{"http://127.0.0.1:54321/elsewhere", false},
+	} {
+		q := url.Values{
+			"client_id": {"kubectl"}, "redirect_uri": {tc.redirect}, "response_type": {"code"}, "scope": {"openid"},
+			"state": {"st"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"},
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:18995"+snapshot.DevIDPPrefix+"dev/authorize?"+q.Encode(), nil))
+		toLogin := rec.Code == 302 && strings.Contains(rec.Header().Get("Location"), "/login?authRequestID=")
+		if toLogin != tc.wantLogin {
+			t.Errorf("kubectl client redirecting to %s: %d %q, want login form: %v", tc.redirect, rec.Code, rec.Header().Get("Location"), tc.wantLogin)
+		}
+	}
+}
