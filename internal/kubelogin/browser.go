@@ -61,12 +61,14 @@ func (r *run) browserLogin(ctx context.Context, p *oidc.Provider) (*cacheEntry, 
 	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
 
 	callbacks := make(chan callback, 1)
+	over := make(chan struct{})
 	srv := &http.Server{
-		Handler:           callbackHandler(state, callbacks),
+		Handler:           callbackHandler(state, callbacks, over),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
+		close(over)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
@@ -100,7 +102,8 @@ func (r *run) finish(ctx context.Context, p *oidc.Provider, cfg oauth2.Config, c
 // callbackHandler takes the first request to RedirectPath: the browser's
 // return from the provider. A wrong state ends the login (it is either a
 // forged request or a stale tab); later requests are told it is over.
-func callbackHandler(state string, out chan<- callback) http.Handler {
+// over is closed when the login has ended without waiting for the answer.
+func callbackHandler(state string, out chan<- callback, over <-chan struct{}) http.Handler {
 	taken := make(chan struct{}, 1)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path != RedirectPath {
@@ -131,6 +134,8 @@ func callbackHandler(state string, out chan<- callback) http.Handler {
 				return
 			}
 			page(w, http.StatusOK, "Signed in. You can close this tab and return to kubectl.")
+		case <-over:
+			page(w, http.StatusGone, "This sign-in is already over. You can close this tab.")
 		case <-req.Context().Done():
 		}
 	})

@@ -87,6 +87,7 @@ type browser struct {
 	password string
 	edit     func(u *url.URL)
 	opens    atomic.Int64
+	lastURL  atomic.Value // string: the last sign-in URL opened
 	mu       sync.Mutex
 	pages    []string // the final page of each sign-in: the plugin's answer
 	errs     []error
@@ -102,6 +103,7 @@ var (
 // plugin answers the callback only after redeeming the code.
 func (b *browser) open(_ context.Context, u string) error {
 	b.opens.Add(1)
+	b.lastURL.Store(u)
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

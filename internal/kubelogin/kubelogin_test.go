@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -56,6 +57,20 @@ func TestBrowserLoginPrintsVerifiedIDToken(t *testing.T) {
 	}
 	noSecretsIn(t, "stderr", r.stderr, e)
 	noSecretsIn(t, "the browser's page", pages[0], e)
+
+	// One callback, then the listener is gone.
+	auth, _ := url.Parse(p.browser.lastURL.Load().(string))
+	redirect := auth.Query().Get("redirect_uri")
+	if !strings.HasPrefix(redirect, "http://127.0.0.1:") || !strings.HasSuffix(redirect, RedirectPath) {
+		t.Errorf("redirect_uri = %q, want http://127.0.0.1:PORT/callback", redirect)
+	}
+	if auth.Query().Get("code_challenge_method") != "S256" || auth.Query().Get("nonce") == "" {
+		t.Errorf("sign-in URL lacks PKCE S256 or a nonce: %s", auth)
+	}
+	if resp, err := http.Get(redirect + "?code=x&state=y"); err == nil {
+		resp.Body.Close()
+		t.Errorf("the redirect listener still answers after the login: %d", resp.StatusCode)
+	}
 }
 
 func TestCachedTokenIsReusedWithoutNetwork(t *testing.T) {
@@ -392,4 +407,28 @@ func TestDeviceCodeUnsupported(t *testing.T) {
 			t.Fatalf("Run = %v, want a clear error", r.err)
 		}
 	})
+}
+
+// TestFixedListenAddress: --listen with a fixed port (for providers that
+// want the exact redirect URI) sends exactly that URI, with the host as
+// written.
+func TestFixedListenAddress(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		t.Run(host, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, port, _ := net.SplitHostPort(l.Addr().String())
+			l.Close()
+			p := newPlugin(t, newIDP(t))
+			p.opts.Listen = net.JoinHostPort(host, port)
+			p.mustRun()
+			p.browser.wait()
+			auth, _ := url.Parse(p.browser.lastURL.Load().(string))
+			if got, want := auth.Query().Get("redirect_uri"), "http://"+net.JoinHostPort(host, port)+RedirectPath; got != want {
+				t.Fatalf("redirect_uri = %q, want %q", got, want)
+			}
+		})
+	}
 }
