@@ -25,7 +25,7 @@ func TestKubeLoginExitCodes(t *testing.T) {
 			"non-interactive without cached tokens",
 			[]string{"kube", "login", "--issuer=http://127.0.0.1:1/never-contacted", "--client-id=kubectl", "--cache-dir=" + cache},
 			`{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}`,
-			1, "a login is needed, but kubectl runs this plugin non-interactively",
+			1, "a sign-in is needed, but kubectl runs this plugin without a terminal",
 		},
 		{"setup without client", []string{"kube", "setup", "--issuer=https://idp.example.com"}, "", 2, "sekisho kube setup: --client-id is required"},
 		{"setup stray argument", []string{"kube", "setup", "--issuer=https://idp.example.com", "--client-id=k", "now"}, "", 2, `unexpected argument "now"`},

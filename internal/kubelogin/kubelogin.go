@@ -48,8 +48,8 @@ const (
 // ErrNotInteractive is returned when a login is needed but kubectl runs
 // the plugin without a terminal (KUBERNETES_EXEC_INFO spec.interactive
 // false): a browser tab opened from a background process would surprise.
-var ErrNotInteractive = errors.New("a login is needed, but kubectl runs this plugin non-interactively; " +
-	"run the same `sekisho kube login` command in a terminal once, or use kubectl's --exec-interactive-mode=IfAvailable")
+var ErrNotInteractive = errors.New("a sign-in is needed, but kubectl runs this plugin without a terminal; " +
+	"sign in once from a terminal (any kubectl command, e.g. kubectl get ns), and if the kubeconfig's exec interactiveMode is Never, set it to IfAvailable")
 
 // Options configure one run of the plugin. Issuer and ClientID are
 // required; the zero value of every other field is usable.

@@ -179,7 +179,7 @@ func TestNonInteractiveWithoutCache(t *testing.T) {
 	if !errors.Is(r.err, ErrNotInteractive) {
 		t.Fatalf("Run = %v, want ErrNotInteractive", r.err)
 	}
-	if !strings.Contains(r.err.Error(), "in a terminal") || r.stdout != "" {
+	if !strings.Contains(r.err.Error(), "from a terminal") || r.stdout != "" {
 		t.Errorf("err %q, stdout %q", r.err, r.stdout)
 	}
 	if p.browser.opens.Load() != 0 || i.requests.Load() != 0 {
