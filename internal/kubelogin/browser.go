@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os/exec"
 	"runtime"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -122,7 +124,7 @@ func callbackHandler(state string, out chan<- callback, over <-chan struct{}) ht
 		case q.Get("state") != state:
 			cb.err = errors.New("the browser came back with a state that does not match this login: refusing it")
 		case q.Get("error") != "":
-			cb.err = fmt.Errorf("the provider refused the login: %s %s", q.Get("error"), q.Get("error_description"))
+			cb.err = fmt.Errorf("the provider refused the login: %s %s", printable(q.Get("error")), printable(q.Get("error_description")))
 		case cb.code == "":
 			cb.err = errors.New("the browser came back without an authorization code")
 		}
@@ -183,4 +185,19 @@ func (r *run) openBrowser(ctx context.Context, url string) error {
 	}
 	go func() { _ = cmd.Wait() }()
 	return nil
+}
+
+// printable drops control characters and bounds the length of text that
+// came in a URL, before it reaches the user's terminal.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }

@@ -432,3 +432,25 @@ func TestFixedListenAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestProviderErrorIsShownSafely: an error the provider sends back with
+// the right state ends the login with its code and description, minus
+// control characters that would reach the terminal.
+func TestProviderErrorIsShownSafely(t *testing.T) {
+	p := newPlugin(t, newIDP(t))
+	p.opts.OpenBrowser = func(_ context.Context, raw string) error {
+		u, _ := url.Parse(raw)
+		cb, _ := url.Parse(u.Query().Get("redirect_uri"))
+		cb.RawQuery = url.Values{"state": {u.Query().Get("state")}, "error": {"access_denied"}, "error_description": {"user said no\x1b[2J"}}.Encode()
+		go func() {
+			if resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(cb.String()); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return nil
+	}
+	r := p.run()
+	if r.err == nil || !strings.Contains(r.err.Error(), "access_denied user said no") || strings.ContainsRune(r.err.Error(), 0x1b) {
+		t.Fatalf("Run = %q, want the provider's error without control characters", r.err)
+	}
+}
