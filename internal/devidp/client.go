@@ -136,7 +136,12 @@ func (c *client) IsScopeAllowed(scope string) bool     { return scope == scopeGr
 func (c *client) ClockSkew() time.Duration             { return 0 }
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true } // relying parties read email and groups from the ID token
 
+// GrantTypes adds the device code grant for public clients: a command
+// line program may run where no browser does.
 func (c *client) GrantTypes() []oidc.GrantType {
+	if c.public {
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeDeviceCode}
+	}
 	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
 }
 

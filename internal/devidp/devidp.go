@@ -4,9 +4,9 @@
 //
 // It is a real OIDC issuer built on github.com/zitadel/oidc/v3/pkg/op, which
 // speaks the protocol (discovery, JWKS, authorize, token, userinfo,
-// end_session, revocation). This package only adds what op leaves to its
-// user: an in-memory store of users, clients, auth requests and tokens, and a
-// login form. It is meant for a developer's loopback listener, never for
+// end_session, revocation, device authorization). This package only adds
+// what op leaves to its user: an in-memory store of users, clients, auth
+// requests and tokens, a login form, and a page for device codes. It is meant for a developer's loopback listener, never for
 // production: users and passwords come from the config file.
 package devidp
 
@@ -129,6 +129,12 @@ func New(ctx context.Context, issuer string, cfg Config, clients []Client, opts 
 		GrantTypeRefreshToken:    true,
 		SupportedClaims:          append(append([]string{}, op.DefaultSupportedClaims...), "groups", "sid"),
 		SupportedScopes:          []string{oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopeOfflineAccess, scopeGroups},
+		DeviceAuthorization: op.DeviceAuthorizationConfig{
+			Lifetime:     deviceCodeTTL,
+			PollInterval: devicePollInterval,
+			UserFormPath: iss.Path + devicePath,
+			UserCode:     op.UserCodeBase20,
+		},
 	}
 	// Authorization codes and opaque access tokens are sealed with this key;
 	// a fresh one per start is right for an in-memory provider.
@@ -143,12 +149,15 @@ func New(ctx context.Context, issuer string, cfg Config, clients []Client, opts 
 	}
 	lh := newLoginHandler(st, users, opts.Logger, opts.Now, op.AuthCallbackURL(oidcProvider), loginPath, iss.Scheme == "https")
 	login := op.NewIssuerInterceptor(oidcProvider.IssuerFromRequest).Handler(lh)
+	device := &deviceHandler{loginHandler: lh, path: iss.Path + devicePath}
 	// A plain switch rather than a ServeMux: the mux's clean-path redirects
 	// would point outside the issuer path once the prefix is stripped.
 	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/login":
 			login.ServeHTTP(w, r)
+		case devicePath:
+			device.ServeHTTP(w, r)
 		case "/logged-out":
 			loggedOut(w, r)
 		default:

@@ -238,6 +238,26 @@ button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem;background:#1a5
 </main></body></html>
 {{end}}
 
+{{define "device"}}{{template "head" "Sign in a device"}}
+<h1>Sign in a device</h1>
+{{if .Done}}<p role="status">{{.Done}}</p>{{else}}
+<p>Enter the code that a program you started (such as <code>sekisho kube login --device-code</code>) shows. Never enter a code someone sent you.</p>
+{{if .Error}}<p class="error" role="alert" id="device-error">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="user_code">Code</label>
+<input id="user_code" name="user_code" required autocomplete="off" value="{{.UserCode}}"{{if .Error}} aria-describedby="device-error"{{end}}>
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="username" required value="{{.Email}}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<label for="otp">One-time code <span class="hint">(only if your account has one)</span></label>
+<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6">
+<button type="submit">Sign in</button>
+</form>{{end}}
+</main></body></html>
+{{end}}
+
 {{define "logged-out"}}{{template "head" "Signed out"}}
 <h1>Signed out</h1>
 <p>You have been signed out of the development identity provider.</p>

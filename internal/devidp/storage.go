@@ -36,6 +36,9 @@ type storage struct {
 	codes         map[string]*codeGrant
 	accessTokens  map[string]*accessToken
 	refreshTokens map[string]*refreshToken // keyed by the token itself
+	deviceCodes   map[string]*deviceAuth   // by device code
+	userCodes     map[string]*deviceAuth   // by normalized user code
+	deviceGrants  map[*op.DeviceAuthorizationState]deviceGrant
 }
 
 var _ op.Storage = (*storage)(nil)
@@ -99,6 +102,9 @@ func newStorage(users *userDB, clients map[string]*client, key *signingKey, now 
 		codes:         map[string]*codeGrant{},
 		accessTokens:  map[string]*accessToken{},
 		refreshTokens: map[string]*refreshToken{},
+		deviceCodes:   map[string]*deviceAuth{},
+		userCodes:     map[string]*deviceAuth{},
+		deviceGrants:  map[*op.DeviceAuthorizationState]deviceGrant{},
 	}
 }
 
@@ -186,6 +192,17 @@ func (s *storage) sweep(now time.Time) {
 	for k, v := range s.refreshTokens {
 		if now.After(v.expires) {
 			delete(s.refreshTokens, k)
+		}
+	}
+	for k, v := range s.deviceCodes {
+		if now.After(v.expires) {
+			delete(s.deviceCodes, k)
+			delete(s.userCodes, v.userCode)
+		}
+	}
+	for k, v := range s.deviceGrants {
+		if now.After(v.expires) {
+			delete(s.deviceGrants, k)
 		}
 	}
 }
@@ -308,6 +325,14 @@ func (s *storage) grantFor(req op.TokenRequest) (grant, error) {
 		g := r.grant
 		g.scopes = r.GetScopes()
 		return g, nil
+	case *op.DeviceAuthorizationState:
+		// Handed over once by GetDeviceAuthorizatonState.
+		dg, ok := s.deviceGrants[r]
+		if !ok {
+			return grant{}, oidc.ErrInvalidGrant().WithDescription("device code already used")
+		}
+		delete(s.deviceGrants, r)
+		return dg.grant, nil
 	default:
 		return grant{}, fmt.Errorf("unsupported token request %T", req)
 	}

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +20,9 @@ import (
 	"github.com/zitadel/oidc/v3/example/server/storage"
 )
 
-// The built-in provider has no device flow, so the device code tests run
-// against zitadel/oidc's example OP (its in-memory storage implements the
-// device grant): a real third-party provider on a loopback listener.
+// The device code flow runs against the built-in provider and against
+// zitadel/oidc's example OP (a confidential client there, with a secret in
+// HTTP Basic), each on a loopback listener.
 
 const (
 	deviceClientID = "device"
@@ -141,5 +143,62 @@ func TestDeviceCodeLogin(t *testing.T) {
 	}
 	if again := p.mustRun(nonInteractive); again.cred.Status.Token != r.cred.Status.Token {
 		t.Error("cached token not reused")
+	}
+}
+
+var deviceCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// approveBuiltinDevice is the user on another device signing in on the
+// built-in provider's device page.
+func approveBuiltinDevice(verification string) error {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := c.Get(verification)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := deviceCSRF.FindSubmatch(body)
+	u, _ := url.Parse(verification)
+	if m == nil {
+		return fmt.Errorf("no device form at %s: %d", verification, resp.StatusCode)
+	}
+	resp, err = c.PostForm(u.Scheme+"://"+u.Host+u.Path, url.Values{
+		"csrf": {string(m[1])}, "user_code": {u.Query().Get("user_code")}, "email": {"alice@example.com"}, "password": {alicePassword},
+	})
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("device sign-in: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func TestDeviceCodeLoginBuiltin(t *testing.T) {
+	i := newIDP(t)
+	p := newPlugin(t, i)
+	p.opts.DeviceCode = true
+	approved := make(chan error, 1)
+	p.opts.OpenBrowser = func(_ context.Context, u string) error {
+		go func() { approved <- approveBuiltinDevice(u) }()
+		return nil
+	}
+	r := p.mustRun()
+	if err := <-approved; err != nil {
+		t.Fatal(err)
+	}
+	e := p.entry()
+	if r.cred.Status.Token != e.IDToken || e.RefreshToken == "" {
+		t.Fatal("device login did not print and cache the ID token and a refresh token")
+	}
+	noSecretsIn(t, "stderr", r.stderr, e)
+
+	// Renewal works for device logins too.
+	p.clock.Advance(10*time.Minute - RenewBefore + time.Second)
+	if again := p.mustRun(nonInteractive); again.cred.Status.Token == r.cred.Status.Token {
+		t.Error("not renewed")
 	}
 }

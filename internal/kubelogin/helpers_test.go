@@ -31,6 +31,7 @@ import (
 const (
 	alicePassword = "alice-wonderland-pw"
 	issuerPath    = "/.sekisho/dev"
+	webSecret     = "web-client-secret"
 )
 
 var testKey = sync.OnceValue(func() *rsa.PrivateKey {
@@ -68,12 +69,12 @@ func newIDP(t *testing.T) *idp {
 	t.Cleanup(i.srv.Close)
 	p, err := devidp.New(t.Context(), i.srv.URL+issuerPath,
 		devidp.Config{Users: []devidp.User{{Email: "alice@example.com", PasswordHash: string(hash), Groups: []string{"dev"}}}},
-		[]devidp.Client{devidp.KubectlClient()},
+		[]devidp.Client{devidp.KubectlClient(), {ID: "web", Secret: webSecret, RedirectURIs: []string{"http://127.0.0.1:1/callback"}}},
 		devidp.Options{Logger: slog.New(slog.DiscardHandler), SigningKey: testKey(), IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux.Handle(issuerPath+"/", p.Handler())
+	mux.Handle(issuerPath+"/", fastPolling(p.Handler()))
 	i.issuer = p.Issuer()
 	return i
 }

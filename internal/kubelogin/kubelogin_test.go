@@ -402,6 +402,7 @@ func TestDeviceCodeUnsupported(t *testing.T) {
 	t.Run("client may not use it", func(t *testing.T) {
 		p := newPlugin(t, newIDP(t))
 		p.opts.DeviceCode = true
+		p.opts.ClientID, p.opts.ClientSecret = "web", webSecret // the built-in provider's confidential clients have no device flow
 		r := p.run()
 		if r.err == nil || !strings.Contains(r.err.Error(), "device code grant") {
 			t.Fatalf("Run = %v, want a clear error", r.err)
