@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 
@@ -42,14 +43,15 @@ type deviceAuth struct {
 	grant      grant
 }
 
-// normalizeUserCode makes "bcdf-ghjk" and "BCDF GHJK" the same code.
+// normalizeUserCode makes "bcdf-ghjk" and "BCDF GHJK" the same code: no
+// dashes, no white space, upper case.
 func normalizeUserCode(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '-' || r == ' ' {
+	return strings.ToUpper(strings.Map(func(r rune) rune {
+		if r == '-' || unicode.IsSpace(r) {
 			return -1
 		}
 		return r
-	}, strings.ToUpper(strings.TrimSpace(s)))
+	}, s))
 }
 
 // StoreDeviceAuthorization keeps a new device request (op.DeviceAuthorizationStorage).

@@ -145,3 +145,20 @@ func TestConfidentialClientHasNoDeviceFlow(t *testing.T) {
 		t.Fatalf("device authorization for the confidential client: %v", err)
 	}
 }
+
+// FuzzNormalizeUserCode: whatever a user types, the normalized code has no
+// separators, is upper case, and normalizing again changes nothing.
+func FuzzNormalizeUserCode(f *testing.F) {
+	for _, s := range []string{"BCDF-GHJK", "bcdf ghjk", " b-c-d-f ", "", "ß-ǆ", "\x00-\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := normalizeUserCode(s)
+		if strings.ContainsAny(n, "- ") {
+			t.Fatalf("normalizeUserCode(%q) = %q keeps a separator", s, n)
+		}
+		if again := normalizeUserCode(n); again != n {
+			t.Fatalf("not idempotent: %q → %q → %q", s, n, again)
+		}
+	})
+}
