@@ -1,9 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestKubeLoginExitCodes: kubectl shows the plugin's stderr and treats any
@@ -53,5 +65,111 @@ func TestKubeSetup(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "kube", "login", "-h"); code != 0 || !strings.Contains(out, "-device-code") {
 		t.Fatalf("kube login -h: exit %d\n%s", code, out)
+	}
+}
+
+// actAsBrowser makes this test binary a scripted browser: `sekisho kube
+// login --browser-command` runs it with the sign-in URL, and it signs in
+// to the built-in provider as the user named in the variable.
+const actAsBrowser = "SEKISHO_TEST_BROWSER_USER"
+
+var (
+	formID   = regexp.MustCompile(`name="id" value="([^"]+)"`)
+	formCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+)
+
+func scriptedBrowser(signIn string) int {
+	email, password, _ := strings.Cut(os.Getenv(actAsBrowser), ":")
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := c.Get(signIn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "browser:", err)
+		return 1
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	id, csrf := formID.FindSubmatch(body), formCSRF.FindSubmatch(body)
+	if id == nil || csrf == nil {
+		fmt.Fprintf(os.Stderr, "browser: no login form at %s\n", resp.Request.URL)
+		return 1
+	}
+	resp, err = c.PostForm(resp.Request.URL.String(), url.Values{
+		"id": {string(id[1])}, "csrf": {string(csrf[1])}, "email": {email}, "password": {password},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "browser:", err)
+		return 1
+	}
+	resp.Body.Close()
+	return 0
+}
+
+// TestKubeLoginAgainstServe runs the programs a kubectl user runs: `sekisho
+// serve` with a built-in provider, and `sekisho kube login` as kubectl
+// would, with a scripted browser; then again, from the cache, without one.
+func TestKubeLoginAgainstServe(t *testing.T) {
+	dir := t.TempDir()
+	listen, admin := freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "sekisho.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: {http: %q}
+admin: {listen: %q}
+providers:
+  - name: dev
+    builtin: {users: [{email: kim@example.com, password: kim-pw, groups: [ops]}]}
+routes:
+  - {name: a, match: {path_prefix: /}, to: builtin:echo, allow: [{groups: [ops]}]}
+`, listen, admin)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "serve", "--config", cfg)
+	waitFor(t, "readiness", func() bool { c, _ := get("http://" + admin + "/readyz"); return c == 200 })
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + listen + "/.sekisho/dev/dev"
+	login := func(browser string) (string, string, error) {
+		cmd := exec.Command(binary, "kube", "login", "--issuer="+issuer, "--client-id=kubectl", "--scope=email",
+			"--cache-dir="+filepath.Join(dir, "cache"), "--browser-command="+self, "--timeout=30s")
+		cmd.Env = append(os.Environ(), actAsBrowser+"="+browser,
+			`KUBERNETES_EXEC_INFO={"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":true}}`)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
+	out, errb, err := login("kim@example.com:kim-pw")
+	if err != nil {
+		t.Fatalf("kube login: %v\nstderr:\n%s", err, errb)
+	}
+	var cred struct {
+		APIVersion string `json:"apiVersion"`
+		Status     struct {
+			Token               string `json:"token"`
+			ExpirationTimestamp string `json:"expirationTimestamp"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(out), &cred); err != nil || cred.Status.Token == "" || cred.Status.ExpirationTimestamp == "" {
+		t.Fatalf("stdout is not an ExecCredential with a token: %v\n%s", err, out)
+	}
+	if strings.Contains(errb, cred.Status.Token) {
+		t.Fatalf("stderr holds the token:\n%s", errb)
+	}
+	// The ID token is the built-in provider's, for the kubectl client.
+	payload := strings.Split(cred.Status.Token, ".")
+	if len(payload) != 3 {
+		t.Fatalf("token is not a JWT")
+	}
+	claims, err := base64.RawURLEncoding.DecodeString(payload[1])
+	if err != nil || !strings.Contains(string(claims), `"email":"kim@example.com"`) || !strings.Contains(string(claims), `"aud":["kubectl"]`) {
+		t.Fatalf("claims %s (%v)", claims, err)
+	}
+
+	// From the cache: a browser that cannot sign in is never needed.
+	again, errb, err := login("nobody@example.com:wrong")
+	if err != nil || again != out {
+		t.Fatalf("cached kube login: %v, same output %v\nstderr:\n%s", err, again == out, errb)
 	}
 }
