@@ -56,6 +56,9 @@ func TestDecideFields(t *testing.T) {
 		{name: "groups case-sensitive", allow: allow(Rule{Groups: []string{"Dev"}}), id: alice()},
 		{name: "users match", allow: allow(Rule{Users: []string{"alice"}}), id: alice(), wantAllow: true, wantRule: "allow[0]"},
 		{name: "users no match", allow: allow(Rule{Users: []string{"bob"}}), id: alice()},
+		{name: "subjects match", allow: allow(Rule{Subjects: []string{"u-alice"}}), id: alice(), wantAllow: true, wantRule: "allow[0]"},
+		{name: "subjects compare the sub, not the username", allow: allow(Rule{Subjects: []string{"alice"}}), id: alice()},
+		{name: "subjects anonymous", allow: allow(Rule{Subjects: []string{"u-alice"}})},
 		{name: "tokens match", allow: allow(Rule{Tokens: []string{"ci-bot"}}), id: ciBot(), wantAllow: true, wantRule: "allow[0]"},
 		{name: "tokens other name", allow: allow(Rule{Tokens: []string{"deploy"}}), id: ciBot()},
 		{

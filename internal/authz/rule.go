@@ -36,8 +36,8 @@ type ClaimMatch struct {
 // value is enough (OR). A rule with no fields is rejected: under AND it would
 // match every request, which is never what a policy means.
 //
-// Identity conditions (Emails, Domains, Groups, Users, Tokens, Issuers,
-// Claims) never hold for an anonymous request; request conditions (Methods,
+// Identity conditions (Emails, Domains, Groups, Users, Subjects, Tokens,
+// Issuers, Claims) never hold for an anonymous request; request conditions (Methods,
 // Paths, ClientIPs) and When can.
 type Rule struct {
 	// Emails are whole addresses, compared ASCII case-insensitively.
@@ -51,6 +51,10 @@ type Rule struct {
 	Groups []string `yaml:"groups"`
 	// Users match identity.Username exactly.
 	Users []string `yaml:"users"`
+	// Subjects match identity.Subject (the token's "sub") exactly: the one
+	// name an issuer promises never to reassign, where usernames and emails
+	// may change hands.
+	Subjects []string `yaml:"subjects"`
 	// Tokens match the configured name of the API token that authenticated
 	// the request; they never match other authentication methods.
 	Tokens []string `yaml:"tokens"`
@@ -94,6 +98,7 @@ type rule struct {
 	domains []string // lower-case
 	groups  []string
 	users   []string
+	subs    []string
 	tokens  []string
 	issuers []string
 	claims  []claimMatch
@@ -213,6 +218,9 @@ func (r *rule) evalIdentity(id *identity.Identity) (result, bool) {
 	}
 	if r.users != nil && !contains(r.users, id.Username) {
 		return result{cond: "users", why: "username not listed"}, false
+	}
+	if r.subs != nil && !contains(r.subs, id.Subject) {
+		return result{cond: "subjects", why: "subject not listed"}, false
 	}
 	if r.tokens != nil && (id.Method != identity.MethodAPIToken || !contains(r.tokens, id.TokenName)) {
 		return result{cond: "tokens", why: "not a listed API token"}, false
@@ -360,6 +368,7 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 	r.domains = strs("domains", src.Domains, checkDomain)
 	r.groups = strs("groups", src.Groups, nil)
 	r.users = strs("users", src.Users, nil)
+	r.subs = strs("subjects", src.Subjects, nil)
 	r.tokens = strs("tokens", src.Tokens, nil)
 	r.issuers = strs("issuers", src.Issuers, nil)
 	switch {
@@ -371,6 +380,8 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 		r.idCond = "groups"
 	case src.Users != nil:
 		r.idCond = "users"
+	case src.Subjects != nil:
+		r.idCond = "subjects"
 	case src.Tokens != nil:
 		r.idCond = "tokens"
 	case src.Issuers != nil:

@@ -30,11 +30,7 @@ type Config struct {
 
 // TLS serves the decision listeners over TLS, optionally requiring client
 // certificates (mTLS).
-type TLS struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
-}
+type TLS = listen.ServerTLS
 
 // DefaultTrustedProxies is loopback: a proxy on the same host (or pod) may
 // ask.
@@ -92,31 +88,9 @@ func Build(cfg *Config, log *slog.Logger) (*Built, []listen.Problem) {
 	}
 	b.Trust = trust
 	if cfg.TLS != nil {
-		b.TLS, b.Certs, ps = buildTLS(cfg.TLS, log, ps)
+		var tps []listen.Problem
+		b.TLS, b.Certs, tps = cfg.TLS.Build(log)
+		ps = append(ps, tps...)
 	}
 	return b, ps
-}
-
-func buildTLS(t *TLS, log *slog.Logger, ps []listen.Problem) (*tls.Config, *listen.CertReloader, []listen.Problem) {
-	if t.CertFile == "" || t.KeyFile == "" {
-		ps = append(ps, listen.Problem{Key: "tls", Msg: "cert_file and key_file are both required"})
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile != "" {
-		pool, err := listen.LoadCAPool(t.ClientCAFile)
-		if err != nil {
-			ps = append(ps, listen.Problem{Key: "tls.client_ca_file", Msg: err.Error()})
-		}
-		c.ClientCAs = pool
-		c.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	if t.CertFile == "" || t.KeyFile == "" {
-		return nil, nil, ps
-	}
-	certs, err := listen.NewCertReloader(t.CertFile, t.KeyFile, log)
-	if err != nil {
-		return nil, nil, append(ps, listen.FileProblem("tls", err))
-	}
-	c.GetCertificate = certs.GetCertificate
-	return c, certs, ps
 }
