@@ -102,12 +102,20 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sekisho check: --config FILE is required")
 		return 2
 	}
-	snap, err := config.Load(*cfg, config.Options{})
+	warnings := 0
+	snap, err := config.Load(*cfg, config.Options{Warn: func(p config.Problem) {
+		warnings++
+		fmt.Fprintf(stderr, "warning: %s\n", p)
+	}})
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
 	defer snap.Close()
+	if warnings > 0 {
+		fmt.Fprintf(stdout, "%s: ok with %d warning(s) (%d routes)\n", *cfg, warnings, snap.Routes.Len())
+		return 0
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d routes)\n", *cfg, snap.Routes.Len())
 	return 0
 }

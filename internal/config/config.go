@@ -57,6 +57,10 @@ type Options struct {
 	// reloads owns one pool for its lifetime. When nil, the snapshot gets a
 	// pool of its own and shares nothing.
 	Reuse *reuse.Pool
+	// Warn receives the warnings of a file that compiles: settings that
+	// are valid but deserve a second look (a Kubernetes mapping allowed to
+	// produce system: names). Default: logged by Logger.
+	Warn func(Problem)
 	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
 	HTTPClient *http.Client
 	// Context bounds the background work of the parts a compile starts
@@ -136,6 +140,10 @@ func Compile(data []byte, name, baseDir string, opts Options) (*snapshot.Snapsho
 	}
 	if opts.Context == nil {
 		opts.Context = context.Background()
+	}
+	if opts.Warn == nil {
+		log := opts.Logger
+		opts.Warn = func(p Problem) { log.Warn("configuration warning", "at", p.String()) }
 	}
 	c := &compiler{name: name, baseDir: baseDir, opts: opts}
 	file, err := c.decode(data)
@@ -247,6 +255,7 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	s := snapshot.New(c.refs)
 	c.checkListen(f)
 	c.checkDecision(f)
+	c.checkKubeWebhook(f)
 	c.defaults(f)
 
 	trust, err := normalize.NewTrust(f.TrustedProxies)
@@ -268,6 +277,10 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 		return s
 	}
 
+	c.compileKubeWebhook(s, f, env)
+	if webhookOnly(f) {
+		return s
+	}
 	if len(f.Routes) == 0 {
 		c.addf([]any{"routes"}, "no routes: add at least one (every request would get 404)")
 	}
@@ -479,8 +492,10 @@ func (c *compiler) checkListen(f *File) {
 			t.ACME.CacheDir = c.path(t.ACME.CacheDir)
 		}
 	}
-	lc := l.Config()
-	c.addProblems([]any{"listen"}, listen.Check(&lc))
+	if !webhookOnly(f) {
+		lc := l.Config()
+		c.addProblems([]any{"listen"}, listen.Check(&lc))
+	}
 	if f.Admin.Listen != "" {
 		if err := listen.CheckAddr(f.Admin.Listen); err != nil {
 			c.addf([]any{"admin", "listen"}, "%v", err)

@@ -39,6 +39,9 @@ type File struct {
 	// auth_request, forward-auth).
 	Decision *Decision `yaml:"decision"`
 
+	// Kube runs the Kubernetes modes (the TokenReview webhook).
+	Kube *Kube `yaml:"kube"`
+
 	Routes []Route `yaml:"routes"`
 }
 

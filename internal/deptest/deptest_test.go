@@ -41,6 +41,9 @@ var stages = []struct {
 	// the authn.SessionAuthenticator interface.
 	{"authenticate", []string{"internal/authn", "internal/authn/apitoken", "internal/authn/jwtauth", "internal/session", "internal/login"}},
 	{"authorize", []string{"internal/authz"}},
+	// Mapping an identity to a Kubernetes user selects identities with the
+	// policy rules' match fields, so it comes after authorize.
+	{"kube user", []string{"internal/kubeuser"}},
 	// The forward parts act after the decision but are built before it: a
 	// compiled route holds its upstream pool and the engine signs the
 	// assertion, so they come before the compiler and the engine.
@@ -52,7 +55,7 @@ var stages = []struct {
 	// the request path reads it.
 	{"compile", []string{"internal/config"}},
 	{"engine", []string{"internal/engine"}},
-	{"modes", []string{"internal/gateway", "internal/decision", "internal/explain"}},
+	{"modes", []string{"internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview"}},
 	{"process", []string{"internal/serve"}},
 }
 
@@ -89,28 +92,33 @@ var forbidden = []struct {
 }{
 	{
 		from: []string{"internal/engine"},
-		deps: []string{"internal/gateway", "internal/decision", "internal/explain", "internal/serve", "internal/listen"},
+		deps: []string{"internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview", "internal/serve", "internal/listen"},
 		why:  "the engine is the one decision core the gateway, the decision service and the tools share: it knows none of them, and owns no socket",
 	},
 	{
-		from: []string{"internal/engine", "internal/gateway", "internal/decision", "internal/explain"},
+		from: []string{"internal/engine", "internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview"},
 		deps: []string{"internal/config"},
 		why:  "requests run on the compiled snapshot (internal/snapshot); only the process and the commands read the file",
 	},
 	{
 		from: []string{"internal/gateway"},
-		deps: []string{"internal/decision", "internal/explain"},
+		deps: []string{"internal/decision", "internal/explain", "internal/tokenreview"},
 		why:  modesWhy,
 	},
 	{
 		from: []string{"internal/decision"},
-		deps: []string{"internal/gateway", "internal/explain"},
+		deps: []string{"internal/gateway", "internal/explain", "internal/tokenreview"},
 		why:  modesWhy,
 	},
 	{
 		from: []string{"internal/explain"},
-		deps: []string{"internal/gateway", "internal/decision"},
+		deps: []string{"internal/gateway", "internal/decision", "internal/tokenreview"},
 		why:  modesWhy,
+	},
+	{
+		from: []string{"internal/tokenreview"},
+		deps: []string{"internal/gateway", "internal/decision", "internal/explain", "internal/engine"},
+		why:  "the token webhook answers who a token belongs to, never whether a request may pass: it uses the credential chain and the user mapping, not the engine or another mode",
 	},
 	{
 		from: []string{"internal/explain"},
@@ -161,6 +169,7 @@ var cmdImports = map[string]string{
 	"internal/identity":       "sekisho explain --identity decodes the identity to decide for",
 	"internal/authn/apitoken": "sekisho token new and sekisho token hash",
 	"internal/kubelogin":      "sekisho kube login and sekisho kube setup (kubectl's credential plugin)",
+	"internal/tokenreview":    "sekisho kube webhook-config writes the kubeconfig kube-apiserver reaches the webhook with",
 }
 
 // testSupportPkgs are test-support packages the name rule of testSupport

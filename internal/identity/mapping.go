@@ -356,22 +356,26 @@ func celStringList(v ref.Val) ([]string, bool) {
 // name, never the value, goes into the error.
 func controlField(sub, username, email string, groups []string) string {
 	switch {
-	case hasControl(sub):
+	case HasControl(sub):
 		return "subject"
-	case hasControl(username):
+	case HasControl(username):
 		return "username"
-	case hasControl(email):
+	case HasControl(email):
 		return "email"
 	}
 	for _, g := range groups {
-		if hasControl(g) {
+		if HasControl(g) {
 			return "group list"
 		}
 	}
 	return ""
 }
 
-func hasControl(s string) bool {
+// HasControl reports whether s holds a control character (below 0x20, or
+// DEL). Names that travel as header values or into logs, or that other
+// systems compare (Kubernetes usernames), must not: flattened or cut at
+// one, they read as something else.
+func HasControl(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] == 0x7f {
 			return true

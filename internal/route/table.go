@@ -168,7 +168,12 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 }
 
 // Len reports the number of rules, for status pages and metrics.
-func (t *Table[T]) Len() int { return t.n }
+func (t *Table[T]) Len() int {
+	if t == nil {
+		return 0 // a configuration without routes (only the token webhook)
+	}
+	return t.n
+}
 
 func hostPhrase(h hostCond) string {
 	switch h.kind {

@@ -32,6 +32,7 @@ import (
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/telemetry"
+	"github.com/sekisho/sekisho/internal/tokenreview"
 )
 
 // Options configure one run of the gateway.
@@ -56,6 +57,8 @@ type Instance struct {
 	AdminAddr string
 	// Decision is the decision service, nil unless configured.
 	Decision *decision.Server
+	// TokenReview is the Kubernetes token webhook, nil unless configured.
+	TokenReview *tokenreview.Server
 
 	log      *slog.Logger
 	level    *slog.LevelVar
@@ -152,21 +155,46 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	defer adminSrv.Close()
 
+	// stopModes shuts the decision service and the token webhook down,
+	// within ctx.
+	stopModes := func(ctx context.Context) {
+		if inst.Decision != nil {
+			if err := inst.Decision.Shutdown(ctx); err != nil {
+				log.Warn("decision service drain did not finish in time", "error", err)
+			}
+		}
+		if inst.TokenReview != nil {
+			if err := inst.TokenReview.Shutdown(ctx); err != nil {
+				log.Warn("token webhook drain did not finish in time", "error", err)
+			}
+		}
+	}
 	if file.Decision != nil {
 		if inst.Decision, err = startDecision(ctx, file, inst.Gateway.Snapshot, log); err != nil {
 			return err
 		}
 	}
-
-	srv, err := listen.Start(ctx, listenConfig(file, log), inst.Gateway)
-	if err != nil {
-		if inst.Decision != nil {
-			_ = inst.Decision.Shutdown(context.Background())
+	if file.Kube != nil && file.Kube.Webhook != nil {
+		if inst.TokenReview, err = inst.startTokenReview(ctx, file); err != nil {
+			stopModes(context.Background())
+			return err
 		}
-		return err
 	}
-	inst.Server = srv
-	log.Info("sekisho started", "config", snap.Source, "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", inst.AdminAddr, "routes", snap.Routes.Len())
+
+	// A file that runs only the token webhook has no gateway listener.
+	var srvErr <-chan error
+	if lc := listenConfig(file, log); lc.HTTP != "" || lc.HTTPS != "" {
+		srv, err := listen.Start(ctx, lc, inst.Gateway)
+		if err != nil {
+			stopModes(context.Background())
+			return err
+		}
+		inst.Server = srv
+		srvErr = srv.Err()
+		log.Info("sekisho started", "config", snap.Source, "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", inst.AdminAddr, "routes", snap.Routes.Len())
+	} else {
+		log.Info("sekisho started without a gateway listener", "config", snap.Source, "admin", inst.AdminAddr)
+	}
 
 	stopWatch := inst.watch(ctx)
 	defer stopWatch()
@@ -176,21 +204,20 @@ func Run(ctx context.Context, opts Options) error {
 
 	select {
 	case <-ctx.Done():
-	case err := <-srv.Err():
+	case err := <-srvErr:
 		log.Error("listener failed", "error", err)
+		stopModes(context.Background())
 		return err
 	}
 	inst.draining.Store(true)
 	log.Info("draining", "timeout", file.Listen.ShutdownTimeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), file.Listen.ShutdownTimeout)
 	defer cancel()
-	if inst.Decision != nil {
-		if err := inst.Decision.Shutdown(dctx); err != nil {
-			log.Warn("decision service drain did not finish in time", "error", err)
+	stopModes(dctx)
+	if inst.Server != nil {
+		if err := inst.Server.Shutdown(dctx); err != nil {
+			log.Warn("drain did not finish in time; remaining connections closed", "error", err)
 		}
-	}
-	if err := srv.Shutdown(dctx); err != nil {
-		log.Warn("drain did not finish in time; remaining connections closed", "error", err)
 	}
 	if s := inst.Gateway.Snapshot(); s != nil {
 		s.Close()
@@ -219,6 +246,25 @@ func startDecision(ctx context.Context, f *config.File, current func() *snapshot
 		}
 		return s.Login.Service
 	})
+	if err := srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+// startTokenReview starts the Kubernetes token webhook on the same
+// snapshots as the gateway, held to the gateway listener's limits.
+func (inst *Instance) startTokenReview(ctx context.Context, f *config.File) (*tokenreview.Server, error) {
+	srv, err := tokenreview.New(*f.Kube.Webhook, inst.Gateway.Snapshot, inst.log)
+	if err != nil {
+		return nil, err
+	}
+	srv.SetLimits(tokenreview.Limits{
+		ReadHeaderTimeout: f.Listen.ReadHeaderTimeout,
+		IdleTimeout:       f.Listen.IdleTimeout,
+		MaxHeaderBytes:    f.Listen.MaxHeaderBytes,
+	})
+	srv.OnReview = inst.Metrics.TokenReview
 	if err := srv.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -295,7 +341,8 @@ func (inst *Instance) Reload() error {
 }
 
 // applyStartOnly deals with the settings read at start: the log level is
-// applied at once; the listeners (listen, admin, decision) and the log
+// applied at once; the listeners (listen, admin, decision, the token
+// webhook's) and the log
 // format and access log are not rebuilt by a reload, so a change to them is
 // reported at WARN, naming the sections, and in
 // sekisho_config_restart_required, on every reload until the file matches
@@ -335,7 +382,19 @@ func startOnlyChanges(running, f *config.File) []string {
 	if !reflect.DeepEqual(running.Decision, f.Decision) {
 		changed = append(changed, "decision")
 	}
+	if !reflect.DeepEqual(webhookListener(running), webhookListener(f)) {
+		changed = append(changed, "kube.webhook (listen, tls)")
+	}
 	return changed
+}
+
+// webhookListener is the start-only part of kube.webhook: whether it runs,
+// its address and its TLS files. Its audiences and rules are reloaded.
+func webhookListener(f *config.File) *config.KubeWebhook {
+	if f.Kube == nil || f.Kube.Webhook == nil {
+		return nil
+	}
+	return &config.KubeWebhook{Listen: f.Kube.Webhook.Listen, TLS: f.Kube.Webhook.TLS}
 }
 
 // watch reloads on SIGHUP and when the config file changes. It watches the
@@ -371,6 +430,9 @@ func (inst *Instance) watch(ctx context.Context) (stop func()) {
 			case <-hup:
 				inst.log.Info("SIGHUP: reloading configuration and certificates")
 				_ = inst.Reload()
+				if inst.Server == nil {
+					continue
+				}
 				if err := inst.Server.ReloadCertificate(); err != nil {
 					inst.log.Error("certificate reload failed; keeping the current certificate", "error", err)
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/assertion"
 	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/kubeuser"
 	"github.com/sekisho/sekisho/internal/login"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/reuse"
@@ -52,6 +53,10 @@ type Snapshot struct {
 	// Login is browser login; nil without providers.
 	Login *Login
 
+	// KubeWebhook is what the TokenReview webhook answers with; nil
+	// without kube.webhook.
+	KubeWebhook *KubeWebhook
+
 	// WatchFiles lists the files besides the configuration whose change
 	// should reload it: API tokens, and the secret files, so that a
 	// rotated key takes effect.
@@ -75,6 +80,15 @@ type IdentityHeaders struct {
 	User   string
 	Email  string
 	Groups string
+}
+
+// KubeWebhook is the reloadable part of the TokenReview webhook: who
+// each identity is in Kubernetes, and which API audiences it is good for.
+type KubeWebhook struct {
+	Users *kubeuser.Mapper
+	// Audiences are those a review may ask about whatever the token's own
+	// audience (kube.webhook.audiences).
+	Audiences []string
 }
 
 // Login is the browser-login part of a snapshot: the login service, its

@@ -26,6 +26,7 @@ type Metrics struct {
 	unknownKID     *prometheus.CounterVec
 	jwksRefreshes  *prometheus.CounterVec
 	restart        prometheus.Gauge
+	reviews        *prometheus.HistogramVec
 }
 
 // NewMetrics registers the gateway's series in a new registry, together with
@@ -71,9 +72,14 @@ func NewMetrics() *Metrics {
 			Name: "sekisho_config_restart_required",
 			Help: "1 when the loaded configuration changes settings read only at start (listen, admin, log format or access, decision) and the process runs on the old ones until restarted.",
 		}),
+		reviews: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sekisho_tokenreview_duration_seconds",
+			Help:    "Kubernetes TokenReviews answered, by result (authenticated, unauthenticated, bad_request); the _count series counts them.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}, []string{"result"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.reloads, m.generation, m.lastReload,
-		m.unknownKID, m.jwksRefreshes, m.restart,
+		m.unknownKID, m.jwksRefreshes, m.restart, m.reviews,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
@@ -138,6 +144,11 @@ func (m *Metrics) RestartRequired(required bool) {
 		v = 1
 	}
 	m.restart.Set(v)
+}
+
+// TokenReview records one answered TokenReview.
+func (m *Metrics) TokenReview(result string, d time.Duration) {
+	m.reviews.WithLabelValues(result).Observe(d.Seconds())
 }
 
 // Handler serves the registry in the Prometheus exposition format.
