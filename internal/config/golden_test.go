@@ -170,6 +170,7 @@ var uncoveredOK = map[string]string{
 	"generate a client secret: %v":                                "only when the system's random source fails",
 	"policy engine: %v":                                           "only when the built-in CEL environment fails to build",
 	"acme needs a cache_dir to keep certificates across restarts": "the config fills in sekisho-acme when cache_dir is left out",
+	"this rule may map identities to reserved system: names; a system:masters group bypasses every RBAC rule": "a warning, not a problem: the file is accepted (cmd/sekisho TestCheckWarnsAboutSystemNames)",
 }
 
 // TestGoldenCoverMessages lists the problem messages written in the
@@ -188,7 +189,8 @@ func TestGoldenCoverMessages(t *testing.T) {
 	}
 	all := strings.Join(wants, "\n")
 	var sources []string
-	for _, pattern := range []string{"*.go", "../listen/check.go", "../decision/decisionconf/decisionconf.go"} {
+	for _, pattern := range []string{"*.go", "../listen/check.go", "../listen/servertls.go", "../decision/decisionconf/decisionconf.go",
+		"../tokenreview/webhookconf/webhookconf.go", "../kubeuser/kubeuser.go", "../kubeuser/template.go"} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)

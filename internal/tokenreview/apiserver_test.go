@@ -23,7 +23,7 @@ import (
 // tlsFixture serves the webhook over TLS requiring a client certificate
 // from ca, as in production, and writes the kubeconfig `sekisho kube
 // webhook-config` would print for it.
-func tlsFixture(t *testing.T) (f *fixture, ca *testutil.CA, kubeconfig string) {
+func tlsFixture(t testing.TB) (f *fixture, ca *testutil.CA, kubeconfig string) {
 	t.Helper()
 	env := configtest.New(t)
 	ca = testutil.NewCA(t)

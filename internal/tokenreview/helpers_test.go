@@ -55,18 +55,18 @@ kube:
 %[3]s`, env.Issuer().URL, env.TokenFile("deployer", apiToken), extra)
 }
 
-func start(t *testing.T, extra string) *fixture {
+func start(t testing.TB, extra string) *fixture {
 	t.Helper()
 	env := configtest.New(t)
 	return startConfig(t, env, webhookConfig(env, extra))
 }
 
-func startConfig(t *testing.T, env *configtest.Env, src string) *fixture {
+func startConfig(t testing.TB, env *configtest.Env, src string) *fixture {
 	t.Helper()
 	return serveSnapshot(t, env, env.Snapshot(src), Config{Listen: "127.0.0.1:0"})
 }
 
-func serveSnapshot(t *testing.T, env *configtest.Env, snap *snapshot.Snapshot, cfg Config) *fixture {
+func serveSnapshot(t testing.TB, env *configtest.Env, snap *snapshot.Snapshot, cfg Config) *fixture {
 	t.Helper()
 	srv, err := New(cfg, func() *snapshot.Snapshot { return snap }, env.Log)
 	if err != nil {
@@ -84,7 +84,7 @@ func serveSnapshot(t *testing.T, env *configtest.Env, snap *snapshot.Snapshot, c
 }
 
 // reviewBody is a TokenReview request as kube-apiserver sends it.
-func reviewBody(t *testing.T, version, token string, audiences ...string) []byte {
+func reviewBody(t testing.TB, version, token string, audiences ...string) []byte {
 	t.Helper()
 	tr := authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: audiences}}
 	tr.APIVersion, tr.Kind = version, "TokenReview"

@@ -150,7 +150,7 @@ func readPEM(file, want string) ([]byte, error) {
 	if b == nil || (want != "" && b.Type != want) {
 		what := "PEM data"
 		if want != "" {
-			what = "a PEM " + want
+			what = "PEM " + want
 		}
 		return nil, fmt.Errorf("%s holds no %s", file, what)
 	}
