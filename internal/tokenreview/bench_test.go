@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkReview is one review of a cached JWT through the handler, in
@@ -41,9 +40,12 @@ type discardWriter struct {
 	last []byte
 }
 
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) WriteHeader(int)             {}
-func (w *discardWriter) Write(p []byte) (int, error) { w.last = append(w.last[:0], p...); return len(p), nil }
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) WriteHeader(int)     {}
+func (w *discardWriter) Write(p []byte) (int, error) {
+	w.last = append(w.last[:0], p...)
+	return len(p), nil
+}
 
 // BenchmarkReviewLoopback is what kube-apiserver sees: reviews of cached
 // tokens over HTTPS with a client certificate on loopback, from 8
@@ -98,4 +100,3 @@ func BenchmarkReviewLoopback(b *testing.B) {
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "reviews/s")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 }
-
