@@ -1,11 +1,13 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
@@ -35,7 +37,9 @@ const (
 //	          groups (list of string), claims (map of string to dyn),
 //	          issuer, method ("session", "jwt", "api_token"),
 //	          mfa (bool), kind ("user", "service"), token_name (string),
-//	          authenticated (bool)
+//	          authenticated (bool), kube (a Kubernetes service account's
+//	          namespace, service_account, service_account_uid, pod,
+//	          pod_uid, node, node_uid; absent for other identities)
 //	request:  method, host, path (canonical), query (raw), client_ip,
 //	          route (string), headers (map: lower-case name → first value)
 //
@@ -72,6 +76,19 @@ type celIdentity struct {
 	Kind          string         `cel:"kind"`
 	TokenName     string         `cel:"token_name"`
 	Authenticated bool           `cel:"authenticated"`
+	Kube          *celKube       `cel:"kube"`
+}
+
+// celKube is identity.Kube as CEL sees it. Its fields are those of
+// identity.Kube, so one converts to the other without a copy.
+type celKube struct {
+	Namespace         string `cel:"namespace"`
+	ServiceAccount    string `cel:"service_account"`
+	ServiceAccountUID string `cel:"service_account_uid"`
+	Pod               string `cel:"pod"`
+	PodUID            string `cel:"pod_uid"`
+	Node              string `cel:"node"`
+	NodeUID           string `cel:"node_uid"`
 }
 
 // celRequest is Request as CEL sees it.
@@ -91,6 +108,7 @@ func NewEnv() (*Env, error) {
 		cel.Types(
 			cel.NativeTypeFor[celIdentity](cel.NativeTypeAlias("sekisho.Identity"), types.ParseStructTags(true)),
 			cel.NativeTypeFor[celRequest](cel.NativeTypeAlias("sekisho.Request"), types.ParseStructTags(true)),
+			cel.NativeTypeFor[celKube](cel.NativeTypeAlias("sekisho.Kube"), types.ParseStructTags(true)),
 		),
 		cel.Variable("identity", cel.ObjectType("sekisho.Identity")),
 		cel.Variable("request", cel.ObjectType("sekisho.Request")),
@@ -104,19 +122,43 @@ func NewEnv() (*Env, error) {
 }
 
 // compile parses and type-checks a `when` expression once, at load time.
-func (e *Env) compile(expr string) (cel.Program, error) {
+// readsKube reports whether it reads identity.kube (see errNoKube).
+func (e *Env) compile(expr string) (prg cel.Program, readsKube bool, err error) {
 	ast, iss := e.cel.Compile(expr)
 	if iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, false, iss.Err()
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("expression is of type %s, not bool (compare explicitly, e.g. `... == true`)", t)
+		return nil, false, fmt.Errorf("expression is of type %s, not bool (compare explicitly, e.g. `... == true`)", t)
 	}
-	prg, err := e.cel.Program(ast, cel.CostLimit(costLimit), cel.CustomDecoratorV2(foldNetworkLiterals))
+	prg, err = e.cel.Program(ast, cel.CostLimit(costLimit), cel.CustomDecoratorV2(foldNetworkLiterals))
 	if err != nil {
-		return nil, fmt.Errorf("building CEL program: %w", err)
+		return nil, false, fmt.Errorf("building CEL program: %w", err)
 	}
-	return prg, nil
+	return prg, readsIdentityField(ast, "kube"), nil
+}
+
+// errNoKube is the evaluation error of an expression that reads
+// identity.kube for an identity that has none. CEL would read an empty
+// struct there, so `identity.kube.namespace != 'payments'` would hold for
+// every person; as an error it fails closed instead (the allow rule does
+// not match, a deny rule does).
+var errNoKube = errors.New("identity.kube is read, and the identity is not a Kubernetes service account")
+
+// readsIdentityField reports whether the checked expression selects field
+// of the identity variable anywhere (has() included).
+func readsIdentityField(a *cel.Ast, field string) bool {
+	found := false
+	celast.PreOrderVisit(a.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.SelectKind {
+			return
+		}
+		sel := e.AsSelect()
+		if sel.FieldName() == field && sel.Operand().Kind() == celast.IdentKind && sel.Operand().AsIdent() == "identity" {
+			found = true
+		}
+	}))
+	return found
 }
 
 // foldNetworkLiterals replaces ip('...') and cidr('...') of a string literal
@@ -230,6 +272,7 @@ func fillCELIdentity(c *celIdentity, id *identity.Identity) {
 		Kind:          string(id.Kind),
 		TokenName:     id.TokenName,
 		Authenticated: true,
+		Kube:          (*celKube)(id.Kube),
 	}
 	if c.Groups == nil {
 		c.Groups = noGroups

@@ -105,9 +105,12 @@ type rule struct {
 
 	// idCond is the first identity condition of the rule, named when an
 	// anonymous request fails it; "" when the rule has none.
-	idCond  string
-	when    cel.Program
-	clients []netip.Prefix // client_ips
+	idCond string
+	when   cel.Program
+	// readsKube: when reads identity.kube, which only Kubernetes service
+	// accounts have; for anyone else it cannot be decided.
+	readsKube bool
+	clients   []netip.Prefix // client_ips
 }
 
 // result is the outcome of evaluating one rule. Its strings are fixed at
@@ -165,7 +168,13 @@ func (r *rule) eval(in *input) result {
 		}
 	}
 	if r.when != nil {
-		ok, err := in.evalWhen(r.when)
+		var ok bool
+		var err error
+		if r.readsKube && (in.id == nil || in.id.Kube == nil) {
+			err = errNoKube
+		} else {
+			ok, err = in.evalWhen(r.when)
+		}
 		switch {
 		case err != nil && !r.deny:
 			return result{cond: "when", err: err}
@@ -403,11 +412,11 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 	}
 
 	if src.When != "" {
-		prg, err := env.compile(src.When)
+		prg, readsKube, err := env.compile(src.When)
 		if err != nil {
 			fail("when", err)
 		}
-		r.when = prg
+		r.when, r.readsKube = prg, readsKube
 	}
 
 	if r.idCond == "" && src.Methods == nil && src.Paths == nil && src.ClientIPs == nil && src.When == "" {

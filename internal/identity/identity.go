@@ -37,4 +37,22 @@ type Identity struct {
 	Kind          Kind           `json:"kind" yaml:"kind"`
 	// TokenName is the configured name of the API token used, if any.
 	TokenName string `json:"token_name,omitempty" yaml:"token_name"`
+	// Kube is where a Kubernetes service account's token was issued to
+	// (namespace, service account, pod, node), so that policy can name
+	// workloads rather than parse usernames; nil for every other identity.
+	Kube *Kube `json:"kube,omitempty" yaml:"kube"`
+}
+
+// Kube is the Kubernetes workload a service-account token is bound to, as
+// the cluster states it (the token's "kubernetes.io" claim, or the user
+// extra of a TokenReview). Pod and node are empty for a token not bound to
+// a pod.
+type Kube struct {
+	Namespace         string `json:"namespace" yaml:"namespace"`
+	ServiceAccount    string `json:"service_account" yaml:"service_account"`
+	ServiceAccountUID string `json:"service_account_uid,omitempty" yaml:"service_account_uid"`
+	Pod               string `json:"pod,omitempty" yaml:"pod"`
+	PodUID            string `json:"pod_uid,omitempty" yaml:"pod_uid"`
+	Node              string `json:"node,omitempty" yaml:"node"`
+	NodeUID           string `json:"node_uid,omitempty" yaml:"node_uid"`
 }
