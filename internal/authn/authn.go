@@ -34,9 +34,10 @@ const (
 	SourceSession
 )
 
-// ErrUnavailable means the session store cannot answer: the request must be
+// ErrUnavailable means the session store, or the Kubernetes API server
+// checking a service-account token, cannot answer: the request must be
 // refused with 503, neither treated as anonymous nor let through.
-var ErrUnavailable = errors.New("session store unavailable")
+var ErrUnavailable = errors.New("credential check unavailable")
 
 // SessionAuthenticator authenticates a browser session (internal/login). It
 // returns the session cookie updates for the browser (activity, refreshed
@@ -92,8 +93,9 @@ func (c *Chain) Credential(r *http.Request) (string, Source) {
 // credential first, else the browser session. (nil, SourceNone, nil) means
 // anonymous; an error wraps ErrInvalidCredentials when a credential was
 // presented but does not verify, or ErrUnavailable when the session store
-// cannot answer. The error's text is safe to log. cookies are the session
-// cookie updates for the browser, whatever the outcome.
+// (or the API server reviewing a service-account token) cannot answer.
+// The error's text is safe to log. cookies are the session cookie updates
+// for the browser, whatever the outcome.
 func (c *Chain) Authenticate(ctx context.Context, r *http.Request) (id *identity.Identity, src Source, cookies []*http.Cookie, err error) {
 	token, src := c.Credential(r)
 	if src != SourceNone {
@@ -126,6 +128,9 @@ func (c *Chain) Token(ctx context.Context, token string) (*identity.Identity, er
 			return nil, fmt.Errorf("%w: no JWT issuer is configured", ErrInvalidCredentials)
 		}
 		id, err := c.JWT.Authenticate(ctx, token)
+		if errors.Is(err, jwtauth.ErrUnavailable) {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidCredentials, err)
 		}

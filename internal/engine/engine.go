@@ -187,6 +187,9 @@ func Evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o O
 		switch {
 		case errors.Is(err, authn.ErrUnavailable):
 			res.Outcome, res.Message = Unavailable, "Sessions cannot be checked right now. Please try again shortly."
+			if res.Source != authn.SourceNone {
+				res.Message = "The credentials presented cannot be checked right now. Please try again shortly."
+			}
 			res.Reason = err.Error()
 			return res
 		case err != nil:

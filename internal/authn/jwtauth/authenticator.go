@@ -189,6 +189,7 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 			errs = append(errs, &IssuerError{Index: i, Err: fmt.Errorf("issuer: %q is configured twice", iss.name)})
 			continue
 		}
+		iss.client = issuerClient(a.client, iss)
 		a.issuers[iss.name] = iss
 		for _, alg := range iss.algs {
 			if !slices.Contains(a.algs, alg) {
@@ -230,7 +231,8 @@ func orDefault[T int | time.Duration](v, def T) T {
 }
 
 // Authenticate returns the identity a valid token stands for. Any failure
-// wraps ErrInvalidToken. A token seen before and not yet expired is answered
+// wraps ErrInvalidToken, except a token that a Kubernetes API server did
+// not answer about (TokenReview mode), which wraps ErrUnavailable. A token seen before and not yet expired is answered
 // from the cache without parsing or signature checks.
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (*identity.Identity, error) {
 	if token == "" {
@@ -271,6 +273,9 @@ func (a *Authenticator) verify(ctx context.Context, token string, now time.Time)
 	if iss == nil {
 		return cacheEntry{}, errUnknownIssuer
 	}
+	if iss.kube != nil && iss.kube.review != nil {
+		return a.review(ctx, iss, tok, token, now)
+	}
 	ks, err := a.verifySignature(ctx, iss, tok)
 	if err != nil {
 		return cacheEntry{}, err
@@ -302,6 +307,11 @@ func (a *Authenticator) verify(ctx context.Context, token string, now time.Time)
 	id, err := iss.mapper.Map(iss.name, identity.MethodJWT, claims)
 	if err != nil {
 		return cacheEntry{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if iss.kube != nil {
+		if err := withKube(id, claims, iss.prefix.Groups); err != nil {
+			return cacheEntry{}, err
+		}
 	}
 	return cacheEntry{id: id, exp: std.Expiry.Time().UnixNano(), iss: iss, keys: ks}, nil
 }

@@ -32,6 +32,8 @@ type cacheEntry struct {
 	exp  int64 // unix nanoseconds
 	iss  *issuer
 	keys *keySet
+	// err is a remembered refusal (TokenReview answers only).
+	err error
 }
 
 type cacheShard struct {
@@ -66,6 +68,30 @@ func (c *tokenCache) get(k tokenKey, now int64) (*identity.Identity, bool) {
 		return nil, false
 	}
 	return e.id, true
+}
+
+// lookup is get for caches that also remember refusals.
+func (c *tokenCache) lookup(k tokenKey, now int64) (cacheEntry, bool) {
+	s := &c.shards[k[0]%cacheShards]
+	s.mu.RLock()
+	e, ok := s.m[k]
+	s.mu.RUnlock()
+	if !ok || now >= e.exp || e.keys != e.iss.keys.Load() {
+		return cacheEntry{}, false
+	}
+	return e, true
+}
+
+// len counts the entries, expired ones included.
+func (c *tokenCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
 }
 
 func (c *tokenCache) put(k tokenKey, e cacheEntry, now int64) {

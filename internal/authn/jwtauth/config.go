@@ -2,9 +2,11 @@ package jwtauth
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -43,6 +45,13 @@ type IssuerConfig struct {
 	Prefix    identity.PrefixConfig  `yaml:"prefix"`
 	Rules     []identity.Rule        `yaml:"rules"`
 	Mappings  identity.MappingConfig `yaml:"mappings"`
+	// CAFile is a PEM bundle of the CAs trusted for discovery and JWKS
+	// fetches instead of the system roots, for an issuer behind a private
+	// CA.
+	CAFile string `yaml:"ca_file"`
+	// Kubernetes makes this entry the cluster's service-account token
+	// issuer (see KubernetesConfig); nil for any other issuer.
+	Kubernetes *KubernetesConfig `yaml:"kubernetes"`
 }
 
 const defaultClockSkew = 60 * time.Second
@@ -68,12 +77,21 @@ type issuer struct {
 	algs      []jose.SignatureAlgorithm
 	skew      time.Duration
 	mapper    *identity.Mapper
+	prefix    identity.PrefixConfig
 	// hmacSecret verifies HS* tokens and nothing else; JWKS keys never
 	// verify HS* tokens (no algorithm confusion).
 	hmacSecret []byte
 	// jwksURL is configured or found by discovery; empty until then.
 	jwksURL   string
 	needsJWKS bool
+
+	// client fetches this issuer's discovery document and JWKS: the
+	// Authenticator's, or one trusting the issuer's own CA.
+	client *http.Client
+	// rootCAs is the pool read from ca_file; nil for the system roots.
+	rootCAs *x509.CertPool
+	// kube is set for a Kubernetes service-account issuer.
+	kube *kubeIssuer
 
 	keys      atomic.Pointer[keySet] // nil until the first successful fetch
 	ready     chan struct{}          // closed on the first successful fetch
@@ -82,6 +100,9 @@ type issuer struct {
 }
 
 func compileIssuer(c IssuerConfig) (*issuer, error) {
+	if c.Kubernetes != nil && c.Issuer == "" {
+		c.Issuer = DefaultKubernetesIssuer
+	}
 	if c.Issuer == "" {
 		return nil, errors.New("issuer: is required")
 	}
@@ -130,7 +151,23 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 	iss.needsJWKS = slices.ContainsFunc(iss.algs, func(a jose.SignatureAlgorithm) bool {
 		return slices.Contains(asymmetricAlgs, a)
 	})
-	if iss.needsJWKS {
+	if c.CAFile != "" {
+		if iss.rootCAs, err = loadCAFile(c.CAFile); err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+	}
+	if c.Kubernetes != nil {
+		if iss.kube, err = compileKube(c); err != nil {
+			return nil, err
+		}
+		if iss.kube.review != nil {
+			iss.needsJWKS = false // the API server checks the signature
+		}
+		if iss.rootCAs == nil {
+			iss.rootCAs = iss.kube.rootCAs
+		}
+	}
+	if iss.needsJWKS && iss.kube == nil {
 		if c.JWKSURL != "" {
 			if err := CheckFetchURL(c.JWKSURL); err != nil {
 				return nil, fmt.Errorf("jwks_url: %w", err)
@@ -140,10 +177,24 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 		}
 	}
 
+	iss.prefix = c.Prefix
 	if iss.mapper, err = identity.NewMapper(c.Claims, c.Prefix, c.Rules, c.Mappings); err != nil {
 		return nil, err
 	}
 	return iss, nil
+}
+
+// loadCAFile reads a PEM bundle of CA certificates.
+func loadCAFile(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 func loadHMACSecret(file string, algs []jose.SignatureAlgorithm) ([]byte, error) {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
+	"github.com/sekisho/sekisho/internal/identity"
 )
 
 // FuzzAuthenticate feeds random and mutated tokens. Nothing may panic, every
@@ -55,4 +57,39 @@ func FuzzAuthenticate(f *testing.F) {
 			t.Fatalf("token with an altered signature accepted: %q", token)
 		}
 	})
+}
+
+// FuzzKubeClaim feeds arbitrary "kubernetes.io" claims of a verified
+// token: nothing may panic, and an accepted claim must name the subject's
+// service account with names that are safe in groups and logs.
+func FuzzKubeClaim(f *testing.F) {
+	f.Add(`{"namespace":"payments","serviceaccount":{"name":"api","uid":"u"},"pod":{"name":"p","uid":"x"}}`, "system:serviceaccount:payments:api")
+	f.Add(`{"namespace":"a:b","serviceaccount":{"name":"c"}}`, "system:serviceaccount:a:b:c")
+	f.Add(`{"namespace":["x"]}`, "system:serviceaccount::")
+	f.Fuzz(func(t *testing.T, claim, sub string) {
+		var v any
+		if json.Unmarshal([]byte(claim), &v) != nil {
+			return
+		}
+		id := &identity.Identity{Subject: sub}
+		if err := withKube(id, map[string]any{"kubernetes.io": v}, ""); err != nil {
+			if !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("error %v is not ErrInvalidToken", err)
+			}
+			return
+		}
+		k := id.Kube
+		if sub != "system:serviceaccount:"+k.Namespace+":"+k.ServiceAccount || strings.Contains(k.Namespace, ":") || hasControlOrSpace(id.Groups) {
+			t.Fatalf("accepted %q for %q: %+v %v", claim, sub, k, id.Groups)
+		}
+	})
+}
+
+func hasControlOrSpace(ss []string) bool {
+	for _, s := range ss {
+		if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return true
+		}
+	}
+	return false
 }

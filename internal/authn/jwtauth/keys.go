@@ -128,7 +128,12 @@ func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet,
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	if iss.jwksURL == "" {
-		u, err := a.discover(ctx, iss.name)
+		var u string
+		if iss.kube != nil {
+			u, err = a.discoverKube(ctx, iss)
+		} else {
+			u, err = a.discover(ctx, iss)
+		}
 		if err != nil {
 			return nil, -1, err
 		}
@@ -139,7 +144,7 @@ func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet,
 		return nil, -1, fmt.Errorf("JWKS request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := a.client.Do(req)
+	resp, err := iss.client.Do(req)
 	if err != nil {
 		return nil, -1, fmt.Errorf("JWKS fetch: %w", err)
 	}
@@ -160,8 +165,8 @@ func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet,
 
 // discover reads jwks_uri from the issuer's OIDC discovery document using
 // go-oidc, which also checks that the document names the same issuer.
-func (a *Authenticator) discover(ctx context.Context, issuerURL string) (string, error) {
-	p, err := oidc.NewProvider(oidc.ClientContext(ctx, a.client), issuerURL)
+func (a *Authenticator) discover(ctx context.Context, iss *issuer) (string, error) {
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, iss.client), iss.name)
 	if err != nil {
 		return "", fmt.Errorf("OIDC discovery: %w", err)
 	}
