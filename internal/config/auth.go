@@ -36,13 +36,22 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 		c.addf([]any{"credentials", "header"}, "%q is not a valid header name", h)
 	}
 
-	hmacFiles := make([]string, len(f.JWT))
+	// The files whose content the verifier is built from, so a reload
+	// with a changed secret or CA builds a new one. A service-account
+	// token file is not among them: it rotates, and is read at each use.
+	var jwtFiles []string
 	for i := range f.JWT {
-		f.JWT[i].HMACSecretFile = c.path(f.JWT[i].HMACSecretFile)
-		hmacFiles[i] = f.JWT[i].HMACSecretFile
+		e := &f.JWT[i]
+		e.HMACSecretFile = c.path(e.HMACSecretFile)
+		e.CAFile = c.path(e.CAFile)
+		jwtFiles = append(jwtFiles, e.HMACSecretFile, e.CAFile)
+		if k := e.Kubernetes; k != nil {
+			k.CAFile, k.TokenFile = c.path(k.CAFile), c.path(k.TokenFile)
+			jwtFiles = append(jwtFiles, orDefault(k.CAFile, jwtauth.DefaultKubernetesCAFile))
+		}
 	}
 	if len(f.JWT) > 0 {
-		a, err := share(c.refs, "jwt", f.JWT, hmacFiles, func() (*jwtauth.Authenticator, func(), error) {
+		a, err := share(c.refs, "jwt", f.JWT, jwtFiles, func() (*jwtauth.Authenticator, func(), error) {
 			// Its own context, cancelled by its close when the last
 			// snapshot sharing it is closed.
 			ctx, cancel := context.WithCancel(c.opts.Context)

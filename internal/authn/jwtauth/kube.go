@@ -67,6 +67,14 @@ type kubeIssuer struct {
 // and reads the cluster CA. Errors start with the key they are about.
 func compileKube(c IssuerConfig) (*kubeIssuer, error) {
 	k := *c.Kubernetes
+	outside := " (the in-cluster default; outside a pod, set it)"
+	caHint, tokenHint := "", ""
+	if k.CAFile == "" {
+		caHint = outside
+	}
+	if k.TokenFile == "" {
+		tokenHint = outside
+	}
 	if k.APIServer == "" {
 		k.APIServer = DefaultKubernetesAPIServer
 	}
@@ -87,10 +95,10 @@ func compileKube(c IssuerConfig) (*kubeIssuer, error) {
 	ki := &kubeIssuer{apiServer: u, tokenFile: k.TokenFile}
 	var err error
 	if ki.rootCAs, err = loadCAFile(k.CAFile); err != nil {
-		return nil, fmt.Errorf("kubernetes.ca_file: %w", err)
+		return nil, fmt.Errorf("kubernetes.ca_file: %w%s", err, caHint)
 	}
 	if _, err := readBearer(k.TokenFile); err != nil {
-		return nil, fmt.Errorf("kubernetes.token_file: %w", err)
+		return nil, fmt.Errorf("kubernetes.token_file: %w%s", err, tokenHint)
 	}
 	if c.JWKSURL != "" {
 		if k.TokenReview {

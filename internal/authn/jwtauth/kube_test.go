@@ -2,6 +2,8 @@ package jwtauth
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/identity"
@@ -281,5 +285,33 @@ func TestKubeDefaults(t *testing.T) {
 	_, err := New(context.Background(), []IssuerConfig{{Audiences: []string{"sekisho"}, Kubernetes: &KubernetesConfig{}}}, Options{})
 	if err == nil || !strings.Contains(err.Error(), DefaultKubernetesCAFile) {
 		t.Fatalf("New: %v, want the default CA path named", err)
+	}
+}
+
+// TestIssuerCAFile: an issuer behind a private CA is fetched from with
+// ca_file, and not without it.
+func TestIssuerCAFile(t *testing.T) {
+	key := jwttest.NewKey(t, "k1", jose.RS256)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Private.Public(), KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := IssuerConfig{Issuer: "https://idp.internal.example", JWKSURL: srv.URL + "/keys", Audiences: []string{"api"}}
+
+	h := newHarness(t, []IssuerConfig{cfg}, Options{})
+	if err := h.nextRefresh(t); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("fetch without ca_file: %v, want a certificate error", err)
+	}
+
+	cfg.CAFile = caFile
+	h = newHarness(t, []IssuerConfig{cfg}, Options{})
+	h.mustRefreshOK(t)
+	tok := jwttest.Sign(t, key, map[string]any{"iss": cfg.Issuer, "aud": "api", "sub": "svc", "exp": t0.Add(time.Hour).Unix()})
+	if _, err := h.Authenticate(context.Background(), tok); err != nil {
+		t.Fatalf("token of the private-CA issuer: %v", err)
 	}
 }
