@@ -63,3 +63,36 @@ func TestKubeFieldIsChecked(t *testing.T) {
 		t.Fatal("a misspelt kube field compiled")
 	}
 }
+
+// TestServiceAccountsRule: the service_accounts shortcut matches a
+// namespace's accounts or one account, and nothing else.
+func TestServiceAccountsRule(t *testing.T) {
+	env := newTestEnv(t)
+	p := mustCompile(t, env, []Rule{{ServiceAccounts: []string{"payments/*", "shop/checkout"}}}, nil)
+	checkout := paymentsSA("shop")
+	checkout.Kube.ServiceAccount = "checkout"
+	tests := []struct {
+		name string
+		id   *identity.Identity
+		want bool
+	}{
+		{"any account of payments", paymentsSA("payments"), true},
+		{"the listed account of shop", checkout, true},
+		{"another account of shop", paymentsSA("shop"), false},
+		{"a person", alice(), false},
+		{"a person whose username looks like an account", alice(func(id *identity.Identity) { id.Username = "system:serviceaccount:payments:api" }), false},
+		{"anonymous", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := p.Decide(tt.id, get("/")); d.Allow != tt.want {
+				t.Fatalf("Decide = %+v, want allow %v", d, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"payments", "/api", "payments/", "*/api", "a/b/c", "payments/api*"} {
+		if _, err := Compile(env, "test", []Rule{{ServiceAccounts: []string{bad}}}, nil); err == nil {
+			t.Errorf("service_accounts %q compiled", bad)
+		}
+	}
+}

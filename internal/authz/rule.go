@@ -60,6 +60,11 @@ type Rule struct {
 	Tokens []string `yaml:"tokens"`
 	// Issuers match the identity's issuer exactly.
 	Issuers []string `yaml:"issuers"`
+	// ServiceAccounts match Kubernetes service accounts as
+	// "namespace/name", or "namespace/*" for every account of a namespace;
+	// they never match other identities. A shortcut for the common
+	// identity.kube condition.
+	ServiceAccounts []string `yaml:"service_accounts"`
 	// Claims must all hold (AND, like every other field).
 	Claims []ClaimMatch `yaml:"claims"`
 	// Methods match the request method by the one rule of
@@ -101,6 +106,7 @@ type rule struct {
 	subs    []string
 	tokens  []string
 	issuers []string
+	sas     []string // "namespace/name" or "namespace/*"
 	claims  []claimMatch
 
 	// idCond is the first identity condition of the rule, named when an
@@ -236,6 +242,9 @@ func (r *rule) evalIdentity(id *identity.Identity) (result, bool) {
 	}
 	if r.issuers != nil && !contains(r.issuers, id.Issuer) {
 		return result{cond: "issuers", why: "issuer not listed"}, false
+	}
+	if r.sas != nil && !serviceAccountListed(r.sas, id.Kube) {
+		return result{cond: "service_accounts", why: "not a listed Kubernetes service account"}, false
 	}
 	return result{}, true
 }
@@ -380,6 +389,7 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 	r.subs = strs("subjects", src.Subjects, nil)
 	r.tokens = strs("tokens", src.Tokens, nil)
 	r.issuers = strs("issuers", src.Issuers, nil)
+	r.sas = strs("service_accounts", src.ServiceAccounts, checkServiceAccount)
 	switch {
 	case src.Emails != nil:
 		r.idCond = "emails"
@@ -395,6 +405,8 @@ func compileRule(env *Env, route, list string, index int, src Rule) (rule, []err
 		r.idCond = "tokens"
 	case src.Issuers != nil:
 		r.idCond = "issuers"
+	case src.ServiceAccounts != nil:
+		r.idCond = "service_accounts"
 	case src.Claims != nil:
 		r.idCond = "claims"
 	}
@@ -620,6 +632,29 @@ func lowerASCII(s string) string {
 func underAny(prefixes []string, path string) bool {
 	for _, p := range prefixes {
 		if p == "/" || strings.HasPrefix(path, p) && (len(path) == len(p) || path[len(p)] == '/') {
+			return true
+		}
+	}
+	return false
+}
+
+// checkServiceAccount accepts "namespace/name" and "namespace/*".
+func checkServiceAccount(v string) (string, error) {
+	ns, name, ok := strings.Cut(v, "/")
+	if !ok || ns == "" || name == "" || strings.ContainsAny(ns, "/*:") || strings.ContainsAny(name, "/:") || (strings.Contains(name, "*") && name != "*") {
+		return "", fmt.Errorf("%q is not namespace/name or namespace/*", v)
+	}
+	return v, nil
+}
+
+// serviceAccountListed reports whether k is one of the service accounts.
+func serviceAccountListed(sas []string, k *identity.Kube) bool {
+	if k == nil {
+		return false
+	}
+	for _, sa := range sas {
+		ns, name, _ := strings.Cut(sa, "/")
+		if ns == k.Namespace && (name == "*" || name == k.ServiceAccount) {
 			return true
 		}
 	}
