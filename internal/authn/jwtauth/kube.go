@@ -137,6 +137,7 @@ func compileKube(c IssuerConfig) (*kubeIssuer, error) {
 		audiences: c.Audiences,
 		cache:     newTokenCache(orDefault(k.CacheSize, defaultReviewCacheSize)),
 		ttl:       orDefault(k.CacheTTL, defaultReviewTTL),
+		slots:     make(chan struct{}, maxReviewsInFlight),
 	}
 	return ki, nil
 }

@@ -315,3 +315,55 @@ func TestIssuerCAFile(t *testing.T) {
 		t.Fatalf("token of the private-CA issuer: %v", err)
 	}
 }
+
+// TestKubeReviewBounded: callers with the same new token share one review,
+// and reviews beyond the in-flight bound wait for a slot instead of
+// reaching the API server; a caller that gives up waiting gets
+// ErrUnavailable.
+func TestKubeReviewBounded(t *testing.T) {
+	api := jwttest.NewKubeAPIServer(t)
+	h := newKubeHarness(t, kubeConfig(api, true))
+	h.issuers[jwttest.KubeIssuer].kube.review.slots = make(chan struct{}, 1)
+
+	// Same token, asked twice while its review is open: one review.
+	entered, release := api.HoldReviews(t)
+	tok := api.SAToken(t, "payments", "api", "sekisho")
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := h.Authenticate(context.Background(), tok)
+			done <- err
+		}()
+	}
+	<-entered
+	release()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("same token: %v", err)
+		}
+	}
+	if n := api.Reviews(); n != 1 {
+		t.Errorf("%d reviews for one token asked at once, want 1", n)
+	}
+
+	// One slot, held: another token waits, and its caller gives up.
+	entered, release = api.HoldReviews(t)
+	go func() {
+		_, err := h.Authenticate(context.Background(), api.SAToken(t, "payments", "a", "sekisho"))
+		done <- err
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := h.Authenticate(ctx, api.SAToken(t, "payments", "b", "sekisho"))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a review beyond the bound: %v, want ErrUnavailable", err)
+	}
+	if n := api.Reviews(); n != 2 {
+		t.Fatalf("%d reviews reached the API server, want 2 (one slot)", n)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/sync/singleflight"
 	authv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -36,6 +37,11 @@ const (
 	reviewFailTTL = 10 * time.Second
 	// maxReviewBytes bounds the TokenReview answer read into memory.
 	maxReviewBytes = 1 << 20
+	// maxReviewsInFlight bounds the TokenReviews one issuer has open: the
+	// token's claims are read unverified before asking, so made-up tokens
+	// could otherwise open a request to the API server each. Further
+	// tokens wait for a slot, as long as their request may.
+	maxReviewsInFlight = 16
 )
 
 var (
@@ -51,6 +57,10 @@ type reviewer struct {
 	// a flood of made-up tokens evicts entries instead of growing it.
 	cache *tokenCache
 	ttl   time.Duration
+	// flight makes requests with the same new token share one review.
+	flight singleflight.Group
+	// slots holds a token per open review (maxReviewsInFlight).
+	slots chan struct{}
 }
 
 // review is verify for an issuer in TokenReview mode. The token's claims
@@ -83,7 +93,20 @@ func (a *Authenticator) review(ctx context.Context, iss *issuer, tok *jwt.JSONWe
 	if e, ok := r.cache.lookup(key, nowNano); ok {
 		return cacheEntry{id: e.id}, e.err
 	}
-	id, err := a.askAPIServer(ctx, iss, token, claims)
+	// The review runs on its own (bounded) time, so that a caller giving
+	// up does not fail the others waiting for the same answer.
+	ch := r.flight.DoChan(string(key[:]), func() (any, error) {
+		return a.askAPIServer(context.WithoutCancel(ctx), iss, token, claims)
+	})
+	var id *identity.Identity
+	var err error
+	select {
+	case res := <-ch:
+		id, _ = res.Val.(*identity.Identity)
+		err = res.Err
+	case <-ctx.Done():
+		return cacheEntry{}, fmt.Errorf("%w: TokenReview: %w", ErrUnavailable, ctx.Err())
+	}
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		return cacheEntry{}, err // not remembered: the next request asks again
@@ -110,6 +133,12 @@ func (a *Authenticator) askAPIServer(ctx context.Context, iss *issuer, token str
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: TokenReview: %d reviews already waiting for the API server", ErrUnavailable, maxReviewsInFlight)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: TokenReview request: %w", ErrUnavailable, err)

@@ -46,7 +46,9 @@ type KubeAPIServer struct {
 	issuer       string // in tokens and in discovery
 	discoveryIss string // issuer named in discovery; default issuer
 	down         bool
-	seenAuth     []string // Authorization headers seen, per path
+	seenAuth     []string      // Authorization headers seen, per path
+	gate         chan struct{} // reviews wait for it to close; nil: no hold
+	entered      chan struct{} // one value per held review
 
 	reviews atomic.Int32
 }
@@ -101,6 +103,27 @@ func (k *KubeAPIServer) SetDown(down bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.down = down
+}
+
+// HoldReviews makes TokenReview requests wait until release (also run when
+// the test ends); entered receives a value as each one arrives, so a test
+// knows how many reviews are open at once.
+func (k *KubeAPIServer) HoldReviews(t testing.TB) (entered <-chan struct{}, release func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gate, in := make(chan struct{}), make(chan struct{}, 1000)
+	k.gate, k.entered = gate, in
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			k.mu.Lock()
+			k.gate = nil
+			k.mu.Unlock()
+			close(gate)
+		})
+	}
+	t.Cleanup(release)
+	return in, release
 }
 
 // Reviews counts the TokenReviews answered, refusals included.
@@ -199,6 +222,13 @@ func (k *KubeAPIServer) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 // the user and its pod binding returned.
 func (k *KubeAPIServer) serveReview(w http.ResponseWriter, r *http.Request) {
 	k.reviews.Add(1)
+	k.mu.Lock()
+	gate, entered := k.gate, k.entered
+	k.mu.Unlock()
+	if gate != nil {
+		entered <- struct{}{}
+		<-gate
+	}
 	var tr authv1.TokenReview
 	if err := json.NewDecoder(r.Body).Decode(&tr); err != nil || tr.Kind != "TokenReview" || tr.APIVersion != "authentication.k8s.io/v1" {
 		http.Error(w, "bad TokenReview", http.StatusBadRequest)
