@@ -23,7 +23,7 @@ import (
 // it depends on (the Kubernetes API server, for TokenReview) did not answer.
 // The credential is refused, but the caller should say 503, not 401: the
 // client may retry, and its token need not be replaced.
-var ErrUnavailable = errors.New("credential check unavailable")
+var ErrUnavailable = errors.New("token review unavailable")
 
 const (
 	tokenReviewPath        = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -105,7 +105,7 @@ func (a *Authenticator) review(ctx context.Context, iss *issuer, tok *jwt.JSONWe
 		id, _ = res.Val.(*identity.Identity)
 		err = res.Err
 	case <-ctx.Done():
-		return cacheEntry{}, fmt.Errorf("%w: TokenReview: %w", ErrUnavailable, ctx.Err())
+		return cacheEntry{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
 	switch {
 	case errors.Is(err, ErrUnavailable):
@@ -129,7 +129,7 @@ func (a *Authenticator) askAPIServer(ctx context.Context, iss *issuer, token str
 		Spec:     authv1.TokenReviewSpec{Token: token, Audiences: r.audiences},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: TokenReview request: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: request: %w", ErrUnavailable, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
@@ -137,29 +137,29 @@ func (a *Authenticator) askAPIServer(ctx context.Context, iss *issuer, token str
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: TokenReview: %d reviews already waiting for the API server", ErrUnavailable, maxReviewsInFlight)
+		return nil, fmt.Errorf("%w: %d reviews already open with the API server", ErrUnavailable, maxReviewsInFlight)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("%w: TokenReview request: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: request: %w", ErrUnavailable, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := iss.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: TokenReview: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusCreated:
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return nil, fmt.Errorf("%w: TokenReview: status %s (sekisho's service account needs create on tokenreviews.authentication.k8s.io)", ErrUnavailable, resp.Status)
+		return nil, fmt.Errorf("%w: status %s (sekisho's service account needs create on tokenreviews.authentication.k8s.io)", ErrUnavailable, resp.Status)
 	default:
-		return nil, fmt.Errorf("%w: TokenReview: status %s", ErrUnavailable, resp.Status)
+		return nil, fmt.Errorf("%w: status %s", ErrUnavailable, resp.Status)
 	}
 	var tr authv1.TokenReview
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReviewBytes)).Decode(&tr); err != nil {
-		return nil, fmt.Errorf("%w: TokenReview: decode: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: decode: %w", ErrUnavailable, err)
 	}
 	st := tr.Status
 	if !st.Authenticated {
