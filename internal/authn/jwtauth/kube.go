@@ -242,8 +242,20 @@ func (a *Authenticator) discoverKube(ctx context.Context, iss *issuer) (string, 
 	if err := CheckFetchURL(doc.JWKSURI); err != nil {
 		return "", fmt.Errorf("kubernetes discovery: jwks_uri: %w", err)
 	}
+	// The API server names its own JWKS by the address it advertises
+	// (https://<node-ip>:6443/openid/v1/jwks), where sekisho's token is
+	// not sent and an anonymous request is refused. The same keys are at
+	// that path on api_server, which was just verified with the cluster CA.
+	if ju, _ := url.Parse(doc.JWKSURI); ju.Host != iss.kube.apiServer.Host && ju.Path == apiServerJWKSPath {
+		own := iss.kube.apiServer.JoinPath(apiServerJWKSPath).String()
+		a.log.Info("kubernetes: fetching the API server's keys through api_server", "issuer", iss.name, "jwks_uri", doc.JWKSURI, "url", own)
+		return own, nil
+	}
 	return doc.JWKSURI, nil
 }
+
+// apiServerJWKSPath is where an API server serves its service-account keys.
+const apiServerJWKSPath = "/openid/v1/jwks"
 
 // serviceAccountPrefix starts every service account's username.
 const serviceAccountPrefix = "system:serviceaccount:"

@@ -367,3 +367,23 @@ func TestKubeReviewBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKubeAdvertisedJWKS: an API server that names its JWKS by another
+// address (its advertised one) is asked for its keys at api_server, with
+// sekisho's token; a JWKS elsewhere is fetched where discovery says.
+func TestKubeAdvertisedJWKS(t *testing.T) {
+	api := jwttest.NewKubeAPIServer(t)
+	api.SetJWKSURI("https://192.0.2.10:6443/openid/v1/jwks") // unreachable
+	h := newKubeHarness(t, kubeConfig(api, false))
+	h.mustRefreshOK(t)
+	if _, err := h.Authenticate(context.Background(), api.SAToken(t, "payments", "api", "sekisho")); err != nil {
+		t.Fatalf("token: %v", err)
+	}
+
+	api2 := jwttest.NewKubeAPIServer(t)
+	api2.SetJWKSURI("https://192.0.2.10:6443/keys")
+	h2 := newHarness(t, []IssuerConfig{kubeConfig(api2, false)}, Options{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	if err := h2.nextRefresh(t); err == nil || !strings.Contains(err.Error(), "192.0.2.10") {
+		t.Fatalf("refresh: %v, want a fetch from the advertised address", err)
+	}
+}

@@ -45,6 +45,7 @@ type KubeAPIServer struct {
 	mu           sync.Mutex
 	issuer       string // in tokens and in discovery
 	discoveryIss string // issuer named in discovery; default issuer
+	jwksURI      string // jwks_uri named in discovery; default on URL
 	down         bool
 	seenAuth     []string      // Authorization headers seen, per path
 	gate         chan struct{} // reviews wait for it to close; nil: no hold
@@ -96,6 +97,14 @@ func (k *KubeAPIServer) SetDiscoveryIssuer(iss string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.discoveryIss = iss
+}
+
+// SetJWKSURI makes discovery name uri as jwks_uri ("" restores URL +
+// /openid/v1/jwks), as an API server advertising another address does.
+func (k *KubeAPIServer) SetJWKSURI(uri string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.jwksURI = uri
 }
 
 // SetDown makes every endpoint answer 503 (or serve again).
@@ -200,11 +209,15 @@ func (k *KubeAPIServer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	if k.discoveryIss != "" {
 		iss = k.discoveryIss
 	}
+	jwksURI := k.jwksURI
 	k.mu.Unlock()
+	if jwksURI == "" {
+		jwksURI = k.URL + "/openid/v1/jwks"
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"issuer":                                iss,
-		"jwks_uri":                              k.URL + "/openid/v1/jwks",
+		"jwks_uri":                              jwksURI,
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
