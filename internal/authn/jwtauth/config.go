@@ -88,7 +88,8 @@ type issuer struct {
 	// client fetches this issuer's discovery document and JWKS: the
 	// Authenticator's, or one trusting the issuer's own CA.
 	client *http.Client
-	// rootCAs is the pool read from ca_file; nil for the system roots.
+	// rootCAs is the pool read from ca_file; nil for the system roots. For
+	// a Kubernetes issuer it applies to hosts other than the API server.
 	rootCAs *x509.CertPool
 	// kube is set for a Kubernetes service-account issuer.
 	kube *kubeIssuer
@@ -162,9 +163,6 @@ func compileIssuer(c IssuerConfig) (*issuer, error) {
 		}
 		if iss.kube.review != nil {
 			iss.needsJWKS = false // the API server checks the signature
-		}
-		if iss.rootCAs == nil {
-			iss.rootCAs = iss.kube.rootCAs
 		}
 	}
 	if iss.needsJWKS && iss.kube == nil {

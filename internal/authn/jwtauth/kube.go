@@ -155,18 +155,20 @@ func readBearer(file string) (string, error) {
 	return tok, nil
 }
 
-// bearerFile adds the token in file as bearer to requests for host (the API
-// server) only: a JWKS elsewhere must not receive the pod's credential. The
-// file is read for every request, because the kubelet rotates it.
-type bearerFile struct {
-	base http.RoundTripper
-	host string
-	file string
+// apiServerTransport sends requests for the API server's host through api
+// (which trusts the cluster CA), with the token in file as bearer, read
+// for every request because the kubelet rotates it; requests for other
+// hosts (a managed cluster's public JWKS) go through other, with neither
+// the cluster CA nor the pod's credential.
+type apiServerTransport struct {
+	api, other http.RoundTripper
+	host       string
+	file       string
 }
 
-func (b *bearerFile) RoundTrip(req *http.Request) (*http.Response, error) {
+func (b *apiServerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Host != b.host {
-		return b.base.RoundTrip(req)
+		return b.other.RoundTrip(req)
 	}
 	tok, err := readBearer(b.file)
 	if err != nil {
@@ -177,32 +179,40 @@ func (b *bearerFile) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	req = req.Clone(req.Context())
 	req.Header.Set("Authorization", "Bearer "+tok)
-	return b.base.RoundTrip(req)
+	return b.api.RoundTrip(req)
 }
 
 // issuerClient is the client an issuer fetches with: base, or a copy that
-// trusts the issuer's CA and, for Kubernetes, sends sekisho's token to the
-// API server.
+// trusts the issuer's CA and, for Kubernetes, the cluster CA and sekisho's
+// token for the API server only.
 func issuerClient(base *http.Client, iss *issuer) *http.Client {
 	if iss.rootCAs == nil && iss.kube == nil {
 		return base
 	}
-	var tr *http.Transport
-	if t, ok := base.Transport.(*http.Transport); ok {
-		tr = t.Clone()
-	} else {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-	}
-	if iss.rootCAs != nil {
-		if tr.TLSClientConfig == nil {
-			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	withRoots := func(pool *x509.CertPool) *http.Transport {
+		var tr *http.Transport
+		if t, ok := base.Transport.(*http.Transport); ok {
+			tr = t.Clone()
+		} else {
+			tr = http.DefaultTransport.(*http.Transport).Clone()
 		}
-		tr.TLSClientConfig.RootCAs = iss.rootCAs
+		if pool != nil {
+			if tr.TLSClientConfig == nil {
+				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+		return tr
 	}
 	c := *base
-	c.Transport = tr
+	c.Transport = withRoots(iss.rootCAs)
 	if iss.kube != nil {
-		c.Transport = &bearerFile{base: tr, host: iss.kube.apiServer.Host, file: iss.kube.tokenFile}
+		c.Transport = &apiServerTransport{
+			api:   withRoots(iss.kube.rootCAs),
+			other: c.Transport,
+			host:  iss.kube.apiServer.Host,
+			file:  iss.kube.tokenFile,
+		}
 	}
 	return &c
 }

@@ -387,3 +387,26 @@ func TestKubeAdvertisedJWKS(t *testing.T) {
 		t.Fatalf("refresh: %v, want a fetch from the advertised address", err)
 	}
 }
+
+// TestKubeClusterCAOnlyForAPIServer: the cluster CA is trusted for the API
+// server only; a JWKS on another host is verified with the system roots,
+// or with the entry's own ca_file.
+func TestKubeClusterCAOnlyForAPIServer(t *testing.T) {
+	api := jwttest.NewKubeAPIServer(t)
+	// httptest TLS servers share one certificate: the cluster CA file
+	// would verify this one too, if it were used for it.
+	other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no keys here", http.StatusNotFound)
+	}))
+	t.Cleanup(other.Close)
+	jwksElsewhere := func(c *IssuerConfig) { c.JWKSURL = other.URL + "/keys" }
+
+	h := newKubeHarness(t, kubeConfig(api, false, jwksElsewhere))
+	if err := h.nextRefresh(t); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("JWKS on another host with the cluster CA: %v, want a certificate error", err)
+	}
+	h = newKubeHarness(t, kubeConfig(api, false, jwksElsewhere, func(c *IssuerConfig) { c.CAFile = api.CAFile }))
+	if err := h.nextRefresh(t); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("JWKS on another host with ca_file: %v, want the server's 404", err)
+	}
+}
