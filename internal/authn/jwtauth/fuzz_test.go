@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	authv1 "k8s.io/api/authentication/v1"
+
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
 	"github.com/sekisho/sekisho/internal/identity"
 )
@@ -92,4 +94,35 @@ func hasControlOrSpace(ss []string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzReviewIdentity feeds arbitrary TokenReview users: nothing may
+// panic, and an accepted one is a service account whose names are safe
+// in groups, headers and logs.
+func FuzzReviewIdentity(f *testing.F) {
+	mapper, err := identity.NewMapper(identity.ClaimsConfig{}, identity.PrefixConfig{}, nil, identity.MappingConfig{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	iss := &issuer{name: "https://kubernetes.default.svc.cluster.local", mapper: mapper}
+	f.Add(`{"username":"system:serviceaccount:payments:api","uid":"u1","groups":["system:serviceaccounts","system:authenticated"],"extra":{"authentication.kubernetes.io/pod-name":["api-1"]}}`)
+	f.Add(`{"username":"system:serviceaccount:a:b:c"}`)
+	f.Add(`{"username":"alice","groups":["x\n"]}`)
+	f.Fuzz(func(t *testing.T, user string) {
+		var u authv1.UserInfo
+		if json.Unmarshal([]byte(user), &u) != nil {
+			return
+		}
+		id, err := reviewIdentity(iss, u, map[string]any{"sub": u.Username})
+		if err != nil {
+			if !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("error %v is not ErrInvalidToken", err)
+			}
+			return
+		}
+		k := id.Kube
+		if id.Username != "system:serviceaccount:"+k.Namespace+":"+k.ServiceAccount || controlIn(id.Groups) || !validKube(k) {
+			t.Fatalf("accepted %q: %+v %+v", user, id, k)
+		}
+	})
 }
