@@ -410,3 +410,30 @@ func TestKubeClusterCAOnlyForAPIServer(t *testing.T) {
 		t.Fatalf("JWKS on another host with ca_file: %v, want the server's 404", err)
 	}
 }
+
+// TestKubeReviewTTL: an accepted token is asked about again after
+// cache_ttl, a refused one after reviewFailTTL.
+func TestKubeReviewTTL(t *testing.T) {
+	api := jwttest.NewKubeAPIServer(t)
+	h := newKubeHarness(t, kubeConfig(api, true, func(c *IssuerConfig) { c.Kubernetes.CacheTTL = 30 * time.Second }))
+	ctx := context.Background()
+	start := h.clock.now()
+	good := api.SAToken(t, "payments", "api", "sekisho")
+	forged := jwttest.Sign(t, jwttest.NewKey(t, "sa-key-1", "RS256"), api.SAClaims(time.Now(), "payments", "api", "sekisho"))
+	ask := func(at time.Duration, wantReviews int) {
+		t.Helper()
+		h.clock.set(start.Add(at))
+		if _, err := h.Authenticate(ctx, good); err != nil {
+			t.Fatalf("at +%s: %v", at, err)
+		}
+		_, _ = h.Authenticate(ctx, forged)
+		if n := api.Reviews(); n != wantReviews {
+			t.Fatalf("at +%s: %d reviews, want %d", at, n, wantReviews)
+		}
+	}
+	ask(0, 2)
+	ask(9*time.Second, 2)
+	ask(11*time.Second, 3) // the refusal is forgotten
+	ask(31*time.Second, 5) // both: the acceptance too, and the refusal of +11s
+	ask(35*time.Second, 5)
+}

@@ -66,8 +66,10 @@ type reviewer struct {
 // review is verify for an issuer in TokenReview mode. The token's claims
 // are read unverified first, only to refuse without a call what the API
 // server would refuse too (expired, for another audience); the identity is
-// built once the API server vouched for the token. Answers are cached in
-// the reviewer's cache, not the Authenticator's (cacheEntry.exp is zero).
+// built once the API server vouched for the token. Answers, refusals
+// included, are kept in the reviewer's cache; an accepted token also goes
+// to the Authenticator's, with the same expiry, so that it is answered
+// there without parsing.
 func (a *Authenticator) review(ctx context.Context, iss *issuer, tok *jwt.JSONWebToken, token string, now time.Time) (cacheEntry, error) {
 	var std jwt.Claims
 	var claims map[string]any
@@ -91,7 +93,7 @@ func (a *Authenticator) review(ctx context.Context, iss *issuer, tok *jwt.JSONWe
 	key := keyOf(token)
 	nowNano := now.UnixNano()
 	if e, ok := r.cache.lookup(key, nowNano); ok {
-		return cacheEntry{id: e.id}, e.err
+		return e, e.err
 	}
 	// The review runs on its own (bounded) time, so that a caller giving
 	// up does not fail the others waiting for the same answer.
@@ -114,9 +116,9 @@ func (a *Authenticator) review(ctx context.Context, iss *issuer, tok *jwt.JSONWe
 		r.cache.put(key, cacheEntry{err: err, exp: now.Add(reviewFailTTL).UnixNano(), iss: iss}, nowNano)
 		return cacheEntry{}, err
 	}
-	exp := min(now.Add(r.ttl).UnixNano(), std.Expiry.Time().UnixNano())
-	r.cache.put(key, cacheEntry{id: id, exp: exp, iss: iss}, nowNano)
-	return cacheEntry{id: id}, nil
+	e := cacheEntry{id: id, exp: min(now.Add(r.ttl).UnixNano(), std.Expiry.Time().UnixNano()), iss: iss}
+	r.cache.put(key, e, nowNano)
+	return e, nil
 }
 
 // askAPIServer posts a TokenReview for token and maps the answer. A
