@@ -96,3 +96,28 @@ func BenchmarkAuthenticateUnknownKID(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkKubeCached is a service-account token seen before, in each
+// mode: TokenReview answers come from the same verified-token cache.
+func BenchmarkKubeCached(b *testing.B) {
+	for _, mode := range kubeModes {
+		b.Run(mode.name, func(b *testing.B) {
+			api := jwttest.NewKubeAPIServer(b)
+			h := newKubeHarness(b, kubeConfig(api, mode.review))
+			if !mode.review {
+				h.mustRefreshOK(b)
+			}
+			tok := api.SAToken(b, "payments", "api", "sekisho")
+			ctx := context.Background()
+			if _, err := h.Authenticate(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.Authenticate(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

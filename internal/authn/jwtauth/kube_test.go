@@ -38,7 +38,7 @@ func kubeConfig(api *jwttest.KubeAPIServer, review bool, mod ...func(*IssuerConf
 
 // newKubeHarness is a harness on the real clock (the API server checks
 // expiry with it) trusting api.
-func newKubeHarness(t *testing.T, cfgs ...IssuerConfig) *harness {
+func newKubeHarness(t testing.TB, cfgs ...IssuerConfig) *harness {
 	t.Helper()
 	h := newHarness(t, cfgs, Options{})
 	h.clock.set(time.Now())
