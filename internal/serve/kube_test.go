@@ -1,0 +1,197 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
+	"github.com/sekisho/sekisho/internal/kubetest"
+	"github.com/sekisho/sekisho/internal/testutil"
+	"github.com/sekisho/sekisho/internal/tokenreview"
+)
+
+// TestTokenWebhookWithKubeAPIServer: a real kube-apiserver configured to
+// call the token webhook of a real sekisho (a file that runs only the
+// webhook, over TLS with kube-apiserver's client certificate) takes
+// Cognito-style JWTs and API tokens as the users the rules map them to, and
+// RBAC authorizes those users.
+func TestTokenWebhookWithKubeAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs a real kube-apiserver")
+	}
+	issuer := jwttest.NewIssuer(t)
+	dir := t.TempDir()
+	ca := testutil.NewCA(t)
+	server, client := ca.Server(t, "127.0.0.1"), ca.Client(t, "kube-apiserver")
+	files := map[string]string{}
+	for name, data := range map[string][]byte{"tls.crt": server.CertPEM, "tls.key": server.KeyPEM, "ca.crt": ca.PEM, "client.crt": client.CertPEM, "client.key": client.KeyPEM} {
+		files[name] = testutil.WriteFile(t, dir, name, data)
+	}
+	const deployer = "skt_deployer_5f0e9c1d2b3a4f5e6d7c8b9a0f1e2d3c"
+	addr := testutil.FreeAddr(t)
+	src := fmt.Sprintf(`
+admin: {listen: 127.0.0.1:0}
+jwt:
+  - issuer: %[1]s
+    audiences: [kubectl-client]
+    claims: {groups: "cognito:groups"}
+api_tokens: {file: %[2]s}
+kube:
+  webhook:
+    listen: %[3]s
+    tls: {cert_file: %[4]s, key_file: %[5]s, client_ca_file: %[6]s}
+    audiences: [%[7]s]
+    rules:
+      - name: ci
+        match: {tokens: [deployer]}
+        username: "ci:{{token_name}}"
+        groups: [deployers]
+      - name: cognito
+        match: {issuers: [%[1]s], groups: [admin, staff]}
+        username: "cognito:{{email}}"
+        groups: ["gid:{{groups}}"]
+      - name: unprefixed
+        match: {subjects: [mallory-id]}
+        groups: ["{{groups}}"]
+`, issuer.URL, testutil.TokenFile(t, "deployer", deployer), addr, files["tls.crt"], files["tls.key"], files["ca.crt"], kubetest.DefaultServiceAccountIssuer)
+	inst, logs := startInstance(t, src)
+	if inst.TokenReview == nil || inst.Server != nil {
+		t.Fatalf("a webhook-only file: webhook %v, gateway listener %v", inst.TokenReview, inst.Server)
+	}
+	kc, err := tokenreview.Kubeconfig(tokenreview.Config{Listen: addr}, tokenreview.KubeconfigOptions{
+		Server: "https://" + addr, CAFile: files["ca.crt"], ClientCertFile: files["client.crt"], ClientKeyFile: files["client.key"],
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := kubetest.Start(t, kubetest.Options{TokenWebhookConfig: kc})
+	admin := cluster.Client()
+	ctx := context.Background()
+
+	token := func(kv ...any) string { return issuer.Token(t, append([]any{"aud", "kubectl-client"}, kv...)...) }
+	alice := token("cognito:groups", []string{"admin"})
+	bob := token("sub", "bob-id", "email", "bob@example.com", "cognito:groups", []string{"staff"})
+	as := func(tok string) kubernetes.Interface {
+		c, err := kubernetes.NewForConfig(cluster.BearerConfig(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	whoami := func(tok string) (*authnv1.SelfSubjectReview, error) {
+		return as(tok).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	}
+
+	t.Run("mapped users", func(t *testing.T) {
+		for _, tt := range []struct {
+			name, token, user string
+			groups            []string
+		}{
+			{"cognito admin", alice, "cognito:alice@example.com", []string{"gid:admin"}},
+			{"cognito staff", bob, "cognito:bob@example.com", []string{"gid:staff"}},
+			{"api token", deployer, "ci:deployer", []string{"deployers"}},
+		} {
+			r, err := whoami(tt.token)
+			if err != nil {
+				t.Fatalf("%s: SelfSubjectReview: %v", tt.name, err)
+			}
+			u := r.Status.UserInfo
+			if u.Username != tt.user || !slices.Contains(u.Groups, tt.groups[0]) || !slices.Contains(u.Groups, "system:authenticated") {
+				t.Errorf("%s: user %q groups %q, want %q in %q", tt.name, u.Username, u.Groups, tt.user, tt.groups)
+			}
+			if len(u.Extra["sekisho.io/rule"]) != 1 {
+				t.Errorf("%s: extra %v", tt.name, u.Extra)
+			}
+		}
+	})
+
+	t.Run("RBAC on the mapped groups", func(t *testing.T) {
+		for _, ns := range []string{"team-a", "team-b"} {
+			if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+		bind(t, admin, "team-a", "admins-view", rbacv1.Subject{Kind: rbacv1.GroupKind, Name: "gid:admin"})
+		bind(t, admin, "team-a", "ci-view", rbacv1.Subject{Kind: rbacv1.GroupKind, Name: "deployers"})
+		list := func(tok, ns string) error {
+			_, err := as(tok).CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}
+		// RBAC reads bindings from a watch cache: the allowed answers
+		// come once it has seen the new ones.
+		for _, tt := range []struct{ name, token string }{{"admin in its namespace", alice}, {"api token", deployer}} {
+			deadline := time.Now().Add(30 * time.Second)
+			for err := list(tt.token, "team-a"); err != nil; err = list(tt.token, "team-a") {
+				if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+					t.Fatalf("%s: list pods: %v", tt.name, err)
+				}
+				time.Sleep(50 * time.Millisecond) // polling the API server, not synchronizing
+			}
+		}
+		for _, tt := range []struct{ name, token, ns string }{{"staff", bob, "team-a"}, {"admin elsewhere", alice, "team-b"}} {
+			if err := list(tt.token, tt.ns); !apierrors.IsForbidden(err) {
+				t.Errorf("%s: list pods: %v, want 403 Forbidden", tt.name, err)
+			}
+		}
+	})
+
+	t.Run("refused tokens are 401", func(t *testing.T) {
+		for name, tok := range map[string]string{
+			"expired":              token("cognito:groups", []string{"admin"}, "iat", time.Now().Add(-2*time.Hour).Unix(), "exp", time.Now().Add(-time.Hour).Unix()),
+			"another audience":     issuer.Token(t, "aud", "some-other-app", "cognito:groups", []string{"admin"}),
+			"unmapped":             token("sub", "carol-id", "cognito:groups", []string{"contractor"}),
+			"system:masters":       token("sub", "mallory-id", "cognito:groups", []string{"system:masters"}),
+			"unknown API token":    "skt_unknown_00000000000000000000000000000000",
+			"signed by a stranger": jwttest.Sign(t, jwttest.NewKey(t, "k1", "RS256"), issuer.Claims(time.Now(), "aud", "kubectl-client")),
+		} {
+			_, err := whoami(tok)
+			if !apierrors.IsUnauthorized(err) {
+				t.Errorf("%s: SelfSubjectReview: %v, want 401 Unauthorized", name, err)
+			}
+		}
+	})
+
+	out := logs.String()
+	for _, secret := range []string{alice, bob, deployer} {
+		if strings.Contains(out, secret) {
+			t.Fatal("sekisho's log holds a token")
+		}
+	}
+	if !strings.Contains(out, `"msg":"token review"`) {
+		t.Errorf("no review was logged:\n%s", out)
+	}
+}
+
+// bind lets subject list pods in ns. It makes its own Role: the built-in
+// "view" ClusterRole is filled by the controller manager, which the test
+// cluster does not run.
+func bind(t *testing.T, c kubernetes.Interface, ns, name string, subject rbacv1.Subject) {
+	t.Helper()
+	ctx := context.Background()
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}}},
+	}
+	if _, err := c.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create Role %s/%s: %v", ns, name, err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{subject},
+	}
+	if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create RoleBinding %s/%s: %v", ns, name, err)
+	}
+}
