@@ -2,7 +2,9 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -193,5 +195,54 @@ func bind(t *testing.T, c kubernetes.Interface, ns, name string, subject rbacv1.
 	}
 	if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create RoleBinding %s/%s: %v", ns, name, err)
+	}
+}
+
+// TestTokenWebhookReload: the mapping rules are reloaded with the file,
+// while a change of the webhook's listener is reported as needing a
+// restart.
+func TestTokenWebhookReload(t *testing.T) {
+	const tok = "skt_ci_0123456789abcdef0123456789abcdef"
+	base := reloadBase + fmt.Sprintf(`api_tokens: {file: %s}
+kube:
+  webhook:
+    listen: 127.0.0.1:0
+    rules: [{match: {tokens: [ci]}, username: "USER"}]
+`, testutil.TokenFile(t, "ci", tok))
+	inst, logs := startInstance(t, strings.Replace(base, "USER", "ci-one", 1))
+	url := "http://" + inst.TokenReview.Addr() + tokenreview.Path
+	username := func() string {
+		t.Helper()
+		body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + tok + `"}}`
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tr authnv1.TokenReview
+		if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.User.Username
+	}
+	if got := username(); got != "ci-one" {
+		t.Fatalf("username %q", got)
+	}
+	for _, tt := range []struct{ name, src, user, restart string }{
+		{"rules", strings.Replace(base, "USER", "ci-two", 1), "ci-two", ""},
+		{"listener", strings.Replace(strings.Replace(base, "USER", "ci-three", 1), "listen: 127.0.0.1:0\n    rules", "listen: 127.0.0.1:1\n    rules", 1), "ci-three", "kube.webhook (listen, tls)"},
+	} {
+		inst.opts.DefaultConfig = []byte(tt.src)
+		before := len(logs.String())
+		if err := inst.Reload(); err != nil {
+			t.Fatalf("%s: Reload: %v", tt.name, err)
+		}
+		if got := username(); got != tt.user {
+			t.Errorf("%s: username %q after reload, want %q", tt.name, got, tt.user)
+		}
+		got := restartWarnings(t, logs.String()[before:])
+		if (tt.restart == "") != (len(got) == 0) || (tt.restart != "" && got[0] != tt.restart) {
+			t.Errorf("%s: restart warnings %q, want %q", tt.name, got, tt.restart)
+		}
 	}
 }
