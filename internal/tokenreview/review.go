@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 
 	authnv1 "k8s.io/api/authentication/v1"
 )
@@ -56,20 +58,22 @@ func badRequest(format string, args ...any) error {
 // unknown fields are ignored, as Kubernetes clients expect of a newer peer.
 // Errors wrap errBadRequest and never quote the body (it holds a token).
 func Decode(r io.Reader) (Review, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
-	if err != nil {
+	buf := bufs.Get().(*bytes.Buffer)
+	defer putBuf(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(r, MaxBodyBytes+1)); err != nil {
 		return Review{}, fmt.Errorf("read TokenReview: %w", err)
 	}
+	data := buf.Bytes()
 	if len(data) > MaxBodyBytes {
 		return Review{}, badRequest("the body is larger than %d bytes", MaxBodyBytes)
 	}
-	var tr request
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&tr); err != nil {
-		return Review{}, badRequest("the body is not a JSON TokenReview (%s)", jsonReason(err))
+	if len(bytes.TrimSpace(data)) == 0 {
+		return Review{}, badRequest("the body is not a JSON TokenReview (empty body)")
 	}
-	if dec.More() {
-		return Review{}, badRequest("data after the TokenReview object")
+	var tr request
+	if err := json.Unmarshal(data, &tr); err != nil {
+		return Review{}, badRequest("the body is not a JSON TokenReview (%s)", jsonReason(err))
 	}
 	switch tr.APIVersion {
 	case V1, V1beta1:
@@ -84,20 +88,31 @@ func Decode(r io.Reader) (Review, error) {
 	return Review{APIVersion: tr.APIVersion, Token: tr.Spec.Token, Audiences: tr.Spec.Audiences}, nil
 }
 
+// bufs holds request and answer buffers: a review is read and written
+// whole, and thousands a second would otherwise each grow a new one.
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBuf returns a buffer to the pool unless a huge body grew it.
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 2*MaxBodyBytes {
+		bufs.Put(b)
+	}
+}
+
 // jsonReason describes a decode error without the offending value: a
 // type error names the field, a syntax error its offset.
 func jsonReason(err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
+	case errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value"):
+		return "data after the TokenReview object"
+	case errors.As(err, &se) && strings.Contains(se.Error(), "unexpected end"):
+		return "truncated"
 	case errors.As(err, &se):
 		return fmt.Sprintf("syntax error at byte %d", se.Offset)
 	case errors.As(err, &te):
 		return fmt.Sprintf("%s must be %s", te.Field, te.Type)
-	case errors.Is(err, io.EOF):
-		return "empty body"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated"
 	}
 	return "malformed"
 }
@@ -129,7 +144,7 @@ type Status struct {
 	Error string
 }
 
-// Encode writes the answer to a review of apiVersion.
+// Encode writes the answer to a review of apiVersion, in one write.
 func Encode(w io.Writer, apiVersion string, st Status) error {
 	tr := authnv1.TokenReview{Status: authnv1.TokenReviewStatus{
 		Authenticated: st.Authenticated,
@@ -146,5 +161,12 @@ func Encode(w io.Writer, apiVersion string, st Status) error {
 			}
 		}
 	}
-	return json.NewEncoder(w).Encode(&tr)
+	buf := bufs.Get().(*bytes.Buffer)
+	defer putBuf(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(&tr); err != nil {
+		return fmt.Errorf("encode TokenReview: %w", err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
 }
