@@ -130,7 +130,7 @@ func (s *Server) Start(ctx context.Context) error {
 		grpcLn = ln
 	}
 
-	limits := s.limits.withDefaults()
+	limits := s.limits.WithDefaults()
 	// Trust by address is checked at accept, before anything is parsed;
 	// with a client CA the handshake requires a verified certificate, and
 	// a verified client is trusted whatever its address.

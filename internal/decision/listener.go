@@ -12,28 +12,8 @@ import (
 )
 
 // Limits bound what a caller of the decision listeners may send and how
-// long it may take, like the gateway's listener: the same configuration
-// (listen.read_header_timeout, idle_timeout, max_header_bytes) and the
-// same defaults (internal/listen) for a zero field.
-type Limits struct {
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
-}
-
-// withDefaults fills zero fields with the gateway listener's defaults.
-func (l Limits) withDefaults() Limits {
-	if l.ReadHeaderTimeout <= 0 {
-		l.ReadHeaderTimeout = listen.DefaultReadHeaderTimeout
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = listen.DefaultIdleTimeout
-	}
-	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = listen.DefaultMaxHeaderBytes
-	}
-	return l
-}
+// long it may take: the gateway listener's settings and defaults.
+type Limits = listen.Limits
 
 // SetLimits applies the gateway's listener limits to the decision
 // listeners. Call it before Start; without it the defaults apply.

@@ -3,6 +3,7 @@ package listen
 import (
 	"crypto/tls"
 	"log/slog"
+	"time"
 )
 
 // ServerTLS is the certificate of a listener that serves other software
@@ -47,4 +48,28 @@ func (t *ServerTLS) Build(log *slog.Logger) (*tls.Config, *CertReloader, []Probl
 	}
 	c.GetCertificate = certs.GetCertificate
 	return c, certs, ps
+}
+
+// Limits bound what a client of a listener that serves other software may
+// send and how long it may take. Those listeners take the gateway
+// listener's settings (listen.read_header_timeout, idle_timeout,
+// max_header_bytes), so a caller is held to the same limits everywhere.
+type Limits struct {
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+}
+
+// WithDefaults fills zero fields with the gateway listener's defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return l
 }

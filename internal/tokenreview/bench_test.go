@@ -60,15 +60,7 @@ func BenchmarkReviewLoopback(b *testing.B) {
 }
 
 func benchLoopback(b *testing.B, parallelism int) {
-	f, ca, _ := tlsFixture(b)
-	f.srv.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
-	client := ca.Client(b, "kube-apiserver")
-	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}},
-		MaxIdleConnsPerHost: 64,
-	}
-	b.Cleanup(tr.CloseIdleConnections)
-	hc := &http.Client{Transport: tr}
+	f, hc := loopback(b)
 	tokens := [][]byte{
 		reviewBody(b, V1, f.env.Token("cognito:groups", []string{"admin"})),
 		reviewBody(b, V1, apiToken),
@@ -115,15 +107,7 @@ func benchLoopback(b *testing.B, parallelism int) {
 // percentile latency counted from when each review was due, so a stall
 // is not hidden by the requests it delayed.
 func BenchmarkReviewAt5000PerSecond(b *testing.B) {
-	f, ca, _ := tlsFixture(b)
-	f.srv.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
-	client := ca.Client(b, "kube-apiserver")
-	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}},
-		MaxIdleConnsPerHost: 64,
-	}
-	b.Cleanup(tr.CloseIdleConnections)
-	hc := &http.Client{Transport: tr}
+	f, hc := loopback(b)
 	body := reviewBody(b, V1, f.env.Token("cognito:groups", []string{"admin"}))
 	const rate = 5000
 	interval := time.Second / rate
@@ -169,4 +153,19 @@ func BenchmarkReviewAt5000PerSecond(b *testing.B) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "reviews/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+}
+
+// loopback is a TLS webhook that logs as production does (JSON, here
+// discarded) and a keep-alive client with kube-apiserver's certificate.
+func loopback(b *testing.B) (*fixture, *http.Client) {
+	b.Helper()
+	f, ca, _ := tlsFixture(b)
+	f.srv.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	client := ca.Client(b, "kube-apiserver")
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}},
+		MaxIdleConnsPerHost: 64,
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	return f, &http.Client{Transport: tr}
 }

@@ -37,13 +37,8 @@ const Path = "/tokenreview"
 type Config = webhookconf.Config
 
 // Limits bound what a caller may send and how long it may take: the
-// gateway listener's settings (listen.read_header_timeout, idle_timeout,
-// max_header_bytes), with its defaults for a zero field.
-type Limits struct {
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
-}
+// gateway listener's settings and defaults.
+type Limits = listen.Limits
 
 // Result labels of OnReview.
 const (
@@ -102,16 +97,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
-	l := s.limits
-	if l.ReadHeaderTimeout <= 0 {
-		l.ReadHeaderTimeout = listen.DefaultReadHeaderTimeout
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = listen.DefaultIdleTimeout
-	}
-	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = listen.DefaultMaxHeaderBytes
-	}
+	l := s.limits.WithDefaults()
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: l.ReadHeaderTimeout,
