@@ -125,10 +125,7 @@ routes:
 	start(t, "serve", "--config", cfg)
 	waitFor(t, "readiness", func() bool { c, _ := get("http://" + admin + "/readyz"); return c == 200 })
 
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := testBinary(t)
 	issuer := "http://" + listen + "/.sekisho/dev/dev"
 	login := func(browser string) (string, string, error) {
 		cmd := exec.Command(binary, "kube", "login", "--issuer="+issuer, "--client-id=kubectl", "--scope=email",
