@@ -122,7 +122,7 @@ kube:
 	stderr := pluginTerminal(t, dir)
 	cacheDir := filepath.Join(dir, "cache")
 	sent := &lastBearer{}
-	client := func(t *testing.T, name, browserUser string) kubernetes.Interface {
+	client := func(t *testing.T, name, browserUser string, mode clientcmdapi.ExecInteractiveMode) kubernetes.Interface {
 		t.Helper()
 		kubeconfig := filepath.Join(dir, name+".kubeconfig")
 		if err := cluster.WriteKubeconfig(kubeconfig, &clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{
@@ -135,7 +135,7 @@ kube:
 			// authenticator (and its credential, in memory) between equal
 			// ones, as it would between the clients of one kubectl run.
 			Env:             []clientcmdapi.ExecEnvVar{{Name: actAsBrowser, Value: browserUser}, {Name: "SEKISHO_TEST_CLIENT", Value: name}},
-			InteractiveMode: clientcmdapi.IfAvailableExecInteractiveMode,
+			InteractiveMode: mode,
 		}}); err != nil {
 			t.Fatal(err)
 		}
@@ -159,8 +159,17 @@ kube:
 		return r.Status.UserInfo
 	}
 
+	// A kubeconfig that never lets the plugin interact (interactiveMode
+	// Never, as for a program without a user) cannot sign in: the request
+	// fails and the user is told what to do.
+	if _, err := client(t, "never", "kim@example.com:kim-pw", clientcmdapi.NeverExecInteractiveMode).
+		AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); err == nil ||
+		!strings.Contains(readFile(t, stderr), "a sign-in is needed, but kubectl runs this plugin without a terminal") {
+		t.Fatalf("interactiveMode Never without cached tokens: %v\nplugin stderr:\n%s", err, readFile(t, stderr))
+	}
+
 	// First use: the plugin signs kim in through the browser.
-	kim := client(t, "kim", "kim@example.com:kim-pw")
+	kim := client(t, "kim", "kim@example.com:kim-pw", clientcmdapi.IfAvailableExecInteractiveMode)
 	u := whoami(t, kim)
 	if u.Username != "oidc:kim@example.com" || !slices.Contains(u.Groups, "gid:ops") || !slices.Contains(u.Groups, "system:authenticated") ||
 		!slices.Equal(u.Extra["sekisho.io/rule"], []string{"ops"}) || !slices.Equal(u.Extra["sekisho.io/issuer"], []string{issuer}) {
@@ -206,7 +215,7 @@ kube:
 
 	// Another kubectl, a new plugin process: the cached token, no sign-in
 	// (its browser would fail one).
-	again := client(t, "again", "nobody@example.com:wrong")
+	again := client(t, "again", "nobody@example.com:wrong", clientcmdapi.IfAvailableExecInteractiveMode)
 	if u := whoami(t, again); u.Username != "oidc:kim@example.com" {
 		t.Fatalf("second client is %q", u.Username)
 	}
@@ -220,7 +229,7 @@ kube:
 	// The cached ID token goes stale: the next plugin run renews it with
 	// the refresh token, silently, and kube-apiserver takes the new one.
 	staleCache(t, cacheDir)
-	renewed := client(t, "renewed", "nobody@example.com:wrong")
+	renewed := client(t, "renewed", "nobody@example.com:wrong", clientcmdapi.IfAvailableExecInteractiveMode)
 	if u := whoami(t, renewed); u.Username != "oidc:kim@example.com" || !slices.Contains(u.Groups, "gid:ops") {
 		t.Fatalf("after the refresh kube-apiserver sees %+v", u)
 	}
@@ -232,7 +241,13 @@ kube:
 		t.Fatalf("renewed client: %v", err)
 	}
 
-	// What the user saw: one sign-in over three plugin runs, and never a
+	// Once signed in, interactiveMode Never is served from the cache.
+	never := client(t, "never-cached", "nobody@example.com:wrong", clientcmdapi.NeverExecInteractiveMode)
+	if u := whoami(t, never); u.Username != "oidc:kim@example.com" || sent.get() != second {
+		t.Fatalf("interactiveMode Never with cached tokens: %q, cached token sent %v", u.Username, sent.get() == second)
+	}
+
+	// What the user saw: one sign-in over the plugin runs, and never a
 	// token.
 	log := readFile(t, stderr)
 	if n := strings.Count(log, "open this URL to sign in"); n != 1 {
