@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,6 +24,23 @@ const (
 	DefaultEmailHeader  = "X-Forwarded-Email"
 	DefaultGroupsHeader = "X-Forwarded-Groups"
 )
+
+// jwtClient fetches discovery documents and keys for the JWT verifier:
+// Options.HTTPClient (or the default), with the built-in providers served
+// in-process.
+func (c *compiler) jwtClient() *http.Client {
+	base := c.opts.HTTPClient
+	if base == nil {
+		base = &http.Client{}
+	}
+	next := base.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	client := *base
+	client.Transport = c.opts.Builtins.Transport(next)
+	return &client
+}
 
 // compileAuth builds the credential chain, the upstream identity headers
 // and the assertion signer.
@@ -56,7 +74,7 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 			// snapshot sharing it is closed.
 			ctx, cancel := context.WithCancel(c.opts.Context)
 			a, err := jwtauth.New(ctx, f.JWT, jwtauth.Options{
-				HTTPClient:   c.opts.HTTPClient,
+				HTTPClient:   c.jwtClient(),
 				Logger:       c.opts.Logger,
 				OnUnknownKID: c.opts.OnJWTUnknownKID,
 				OnKeyRefresh: c.opts.OnJWKSRefresh,

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/decision/decisionconf"
+	"github.com/sekisho/sekisho/internal/devidp"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/proxy"
@@ -61,6 +62,12 @@ type Options struct {
 	// are valid but deserve a second look (a Kubernetes mapping allowed to
 	// produce system: names). Default: logged by Logger.
 	Warn func(Problem)
+	// Builtins serves the built-in providers in-process to the JWT verifier,
+	// so a jwt issuer that is sekisho's own built-in provider needs no
+	// network, not even sekisho's own listener. The process that reloads
+	// owns one for its lifetime (a reload may rebuild a provider while the
+	// verifier is kept). When nil, each compile has its own.
+	Builtins *devidp.Router
 	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
 	HTTPClient *http.Client
 	// Context bounds the background work of the parts a compile starts
@@ -140,6 +147,9 @@ func Compile(data []byte, name, baseDir string, opts Options) (*snapshot.Snapsho
 	}
 	if opts.Context == nil {
 		opts.Context = context.Background()
+	}
+	if opts.Builtins == nil {
+		opts.Builtins = devidp.NewRouter()
 	}
 	if opts.Warn == nil {
 		log := opts.Logger
@@ -266,8 +276,10 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	// Method-override headers are stripped like identity headers (and so
 	// hidden from policies), except on routes that decide on them.
 	s.Strip = normalize.DefaultIdentityHeaders().With(normalize.MethodOverrideHeaders...)
-	c.compileAuth(s, f)
+	// Login first: its built-in providers are served in-process to the JWT
+	// verifier (Options.Builtins) before it fetches their keys.
 	c.compileLogin(s, f)
+	c.compileAuth(s, f)
 	if s.Login != nil && s.Authn != nil {
 		s.Authn.Session, s.Authn.SessionCookie = s.Login.Service, orDefault(f.Session.Cookie, session.DefaultCookieName)
 	}

@@ -25,6 +25,8 @@ type loginPart struct {
 	// refs hold the cookie stores' revocations, shared with the login
 	// part this one replaces and the one that replaces it.
 	refs *reuse.Refs
+	// unroute take the built-in providers out of Options.Builtins.
+	unroute []func()
 }
 
 // loginSection is the configuration an Auth is built from.
@@ -36,6 +38,9 @@ type loginSection struct {
 }
 
 func (a *loginPart) close() {
+	for _, f := range a.unroute {
+		f()
+	}
 	a.cancel()
 	if a.redis != nil {
 		_ = a.redis.Close()
@@ -107,6 +112,7 @@ func (c *compiler) buildLogin(f *File) (built *loginPart) {
 				continue
 			}
 			a.login.DevIDPs[snapshot.DevIDPPrefix+p.Name+"/"] = dev.Handler()
+			a.unroute = append(a.unroute, c.opts.Builtins.Add(dev))
 			transport = dev.Transport(transport)
 		}
 		providers[i] = p.ProviderConfig

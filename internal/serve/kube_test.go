@@ -246,3 +246,64 @@ kube:
 		}
 	}
 }
+
+// TestOwnBuiltinProviderAsIssuer: a jwt issuer that is the process's own
+// built-in provider (so the token webhook accepts the ID tokens `sekisho
+// kube login` gets from it) has its keys at once, served in-process,
+// without waiting for the listener it is served on, also after a reload
+// that rebuilds the provider.
+func TestOwnBuiltinProviderAsIssuer(t *testing.T) {
+	addr := testutil.FreeAddr(t)
+	src := fmt.Sprintf(`
+listen: {http: %q}
+admin: {listen: 127.0.0.1:0}
+providers:
+  - name: dev
+    builtin: {users: [{email: kim@example.com, password: pw, groups: [ops]}]}
+jwt:
+  - issuer: http://%s/.sekisho/dev/dev
+    audiences: [kubectl]
+kube:
+  webhook:
+    listen: 127.0.0.1:0
+    default: {}
+routes:
+  - {name: a, match: {path_prefix: /}, to: builtin:echo, allow: [{groups: [ops]}]}
+`, addr, addr)
+	start := time.Now()
+	inst, logs := startInstance(t, src)
+	if d := time.Since(start); d > 5*time.Second || strings.Contains(logs.String(), "keys or login providers are not available yet") {
+		t.Fatalf("start took %s waiting for its own provider's keys:\n%s", d, logs)
+	}
+	// A reload that changes the provider rebuilds it with new keys; the
+	// kept verifier reaches the new one.
+	inst.opts.DefaultConfig = []byte(strings.Replace(src, "password: pw", "password: pw2", 1))
+	if err := inst.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !inst.Gateway.Snapshot().WaitReady(ctx) {
+		t.Fatal("keys not ready after the reload")
+	}
+}
+
+// TestReadyOnlyWhenServing: /readyz waits for every listener (the token
+// webhook's too), not only for the first snapshot, and turns false on
+// drain.
+func TestReadyOnlyWhenServing(t *testing.T) {
+	inst, _ := startInstance(t, reloadBase)
+	if !inst.ready() {
+		t.Fatal("not ready once started")
+	}
+	inst.serving.Store(false) // as before the listeners are bound
+	if inst.ready() {
+		t.Error("ready before the listeners are bound")
+	}
+	inst.serving.Store(true)
+	inst.draining.Store(true)
+	if inst.ready() {
+		t.Error("ready while draining")
+	}
+	inst.draining.Store(false)
+}

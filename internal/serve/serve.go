@@ -26,6 +26,7 @@ import (
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/decision"
+	"github.com/sekisho/sekisho/internal/devidp"
 	"github.com/sekisho/sekisho/internal/gateway"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/reuse"
@@ -67,7 +68,15 @@ type Instance struct {
 	cfgOpts  config.Options
 	reloadMu sync.Mutex
 	draining atomic.Bool
-	watcher  *fsnotify.Watcher
+	// serving is set once every listener is bound: /readyz says ready
+	// only then, so a probe never sends traffic to a mode not yet up.
+	serving atomic.Bool
+	watcher *fsnotify.Watcher
+}
+
+// ready is /readyz: every listener bound, a snapshot loaded, not draining.
+func (inst *Instance) ready() bool {
+	return inst.serving.Load() && inst.Gateway.Ready() && !inst.draining.Load()
 }
 
 // watchExtra adds the directories of files the config refers to (API
@@ -99,6 +108,9 @@ func Run(ctx context.Context, opts Options) error {
 		// One pool for the life of the process: each snapshot takes its
 		// parts from it, so a reload keeps the unchanged ones.
 		Reuse: reuse.NewPool(reuse.Options{}),
+		// Likewise one router of built-in providers: a reload that
+		// rebuilds one still serves it to the JWT verifier it kept.
+		Builtins: devidp.NewRouter(),
 		// The parts outlive ctx while requests drain: each one's context
 		// is cancelled by its own close, when the last snapshot holding
 		// it is closed.
@@ -140,7 +152,7 @@ func Run(ctx context.Context, opts Options) error {
 	inst.AdminAddr = adminLn.Addr().String()
 	adminSrv := &http.Server{
 		Handler: admin.Handler(admin.Options{
-			Ready:   func() bool { return inst.Gateway.Ready() && !inst.draining.Load() },
+			Ready:   inst.ready,
 			Metrics: inst.Metrics.Handler(),
 			Pprof:   file.Admin.Pprof,
 		}),
@@ -196,6 +208,7 @@ func Run(ctx context.Context, opts Options) error {
 		log.Info("sekisho started without a gateway listener", "config", snap.Source, "admin", inst.AdminAddr)
 	}
 
+	inst.serving.Store(true)
 	stopWatch := inst.watch(ctx)
 	defer stopWatch()
 	if opts.Started != nil {
