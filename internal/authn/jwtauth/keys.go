@@ -121,6 +121,9 @@ func keyFits(k jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 	return false
 }
 
+// jwksAccept is the Accept header of a JWKS request.
+const jwksAccept = "application/jwk-set+json, application/json"
+
 // fetchKeys downloads the issuer's JWKS, discovering its URL first when it
 // is not configured. lifetime is how long the response stays fresh by its
 // Cache-Control and Age headers, or -1 when they do not say.
@@ -143,7 +146,10 @@ func (a *Authenticator) fetchKeys(ctx context.Context, iss *issuer) (ks *keySet,
 	if err != nil {
 		return nil, -1, fmt.Errorf("JWKS request: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
+	// kube-apiserver serves its keys only as application/jwk-set+json (RFC
+	// 7517's type) and answers 406 to a request that accepts JSON alone;
+	// other issuers serve application/json.
+	req.Header.Set("Accept", jwksAccept)
 	resp, err := iss.client.Do(req)
 	if err != nil {
 		return nil, -1, fmt.Errorf("JWKS fetch: %w", err)

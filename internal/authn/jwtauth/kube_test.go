@@ -437,3 +437,40 @@ func TestKubeReviewTTL(t *testing.T) {
 	ask(31*time.Second, 5) // both: the acceptance too, and the refusal of +11s
 	ask(35*time.Second, 5)
 }
+
+// TestKubeJWKSMediaType: kube-apiserver serves its keys only as
+// application/jwk-set+json and answers 406 to a request that accepts
+// application/json alone (the stand-in does the same); sekisho's key
+// requests accept both, so the keys load from the API server as from any
+// other issuer.
+func TestKubeJWKSMediaType(t *testing.T) {
+	api := jwttest.NewKubeAPIServer(t)
+	for _, tt := range []struct {
+		accept string
+		want   int
+	}{
+		{"application/json", http.StatusNotAcceptable},
+		{jwksAccept, http.StatusOK},
+	} {
+		tok, err := os.ReadFile(api.TokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, api.URL+"/openid/v1/jwks", nil)
+		req.Header.Set("Accept", tt.accept)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err := api.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("Accept %q: status %d, want %d", tt.accept, resp.StatusCode, tt.want)
+		}
+	}
+	h := newKubeHarness(t, kubeConfig(api, false))
+	h.mustRefreshOK(t)
+	if _, err := h.Authenticate(context.Background(), api.SAToken(t, "payments", "api", "sekisho")); err != nil {
+		t.Fatalf("token: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,9 +225,16 @@ func (k *KubeAPIServer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-func (k *KubeAPIServer) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+// serveJWKS serves the keys as kube-apiserver does: as
+// application/jwk-set+json, refusing with 406 a request whose Accept names
+// other types only (application/json, say), as go-restful's Produces does.
+func (k *KubeAPIServer) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	if !acceptsJWKS(r.Header.Get("Accept")) {
+		http.Error(w, "406: Not Acceptable", http.StatusNotAcceptable)
+		return
+	}
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.key.Private.Public(), KeyID: k.key.Kid, Algorithm: string(k.key.Alg), Use: "sig"}}}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", JWKSContentType)
 	_ = json.NewEncoder(w).Encode(set)
 }
 
@@ -308,3 +316,27 @@ func (k *KubeAPIServer) review(spec authv1.TokenReviewSpec) authv1.TokenReviewSt
 		},
 	}
 }
+
+// JWKSContentType is the media type of a JWK Set (RFC 7517), the only one
+// kube-apiserver serves its keys as.
+const JWKSContentType = "application/jwk-set+json"
+
+// acceptsJWKS is go-restful's test of an Accept header against a route
+// that produces JWKSContentType: empty, */* or the type itself in the
+// list, parameters ignored.
+func acceptsJWKS(accept string) bool {
+	if accept == "" {
+		return true
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		mime, _, _ := strings.Cut(part, ";")
+		if mime = strings.TrimSpace(mime); mime == "*/*" || mime == JWKSContentType {
+			return true
+		}
+	}
+	return false
+}
+
+// Client is an HTTP client that trusts the server's certificate, for tests
+// that call the API server directly.
+func (k *KubeAPIServer) Client() *http.Client { return k.srv.Client() }
