@@ -234,7 +234,9 @@ func (a *Authenticator) discoverKube(ctx context.Context, iss *issuer) (string, 
 	}
 	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case resp.StatusCode == http.StatusUnauthorized:
+		return "", fmt.Errorf("kubernetes discovery %s: status %s (%s)", u, resp.Status, ownTokenRefused)
+	case resp.StatusCode == http.StatusForbidden:
 		return "", fmt.Errorf("kubernetes discovery %s: status %s (sekisho's service account needs the system:service-account-issuer-discovery ClusterRole)", u, resp.Status)
 	case resp.StatusCode != http.StatusOK:
 		return "", fmt.Errorf("kubernetes discovery %s: status %s", u, resp.Status)
@@ -263,6 +265,10 @@ func (a *Authenticator) discoverKube(ctx context.Context, iss *issuer) (string, 
 	}
 	return doc.JWKSURI, nil
 }
+
+// ownTokenRefused explains a 401 from the API server: it is sekisho's own
+// token (token_file) it did not accept, whatever RBAC grants.
+const ownTokenRefused = "the API server did not accept sekisho's own token in kubernetes.token_file: expired, its service account deleted, or issued for another audience than the API server's"
 
 // apiServerJWKSPath is where an API server serves its service-account keys.
 const apiServerJWKSPath = "/openid/v1/jwks"

@@ -212,12 +212,12 @@ func TestKubeReviewCache(t *testing.T) {
 		t.Fatalf("API server back: %v", err)
 	}
 
-	// Without the right reader token: unavailable, with the RBAC hint.
+	// Without the right reader token: unavailable, saying so.
 	if err := os.WriteFile(api.TokenFile, []byte("wrong-reader"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := h.Authenticate(ctx, api.SAToken(t, "shop", "api", "sekisho"))
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "create on tokenreviews") {
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "sekisho's own token") {
 		t.Errorf("refused reader: %v", err)
 	}
 	for _, secret := range []string{api.ReaderToken, "wrong-reader", good, other} {
@@ -472,5 +472,48 @@ func TestKubeJWKSMediaType(t *testing.T) {
 	h.mustRefreshOK(t)
 	if _, err := h.Authenticate(context.Background(), api.SAToken(t, "payments", "api", "sekisho")); err != nil {
 		t.Fatalf("token: %v", err)
+	}
+}
+
+// TestKubeAPIServerRefusesSekisho: when the API server refuses sekisho
+// itself, the error says which fix applies: 401 is sekisho's own token
+// (token_file) not accepted, which no RBAC binding mends; 403 is the
+// missing RBAC, named. Neither shows a token.
+func TestKubeAPIServerRefusesSekisho(t *testing.T) {
+	for _, mode := range kubeModes {
+		for _, tt := range []struct {
+			name      string
+			forbidden bool
+			want      string
+		}{
+			{"own token refused", false, "did not accept sekisho's own token in kubernetes.token_file"},
+			{"no RBAC", true, map[bool]string{false: "needs the system:service-account-issuer-discovery ClusterRole", true: "needs create on tokenreviews"}[mode.review]},
+		} {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				api := jwttest.NewKubeAPIServer(t)
+				api.SetForbidden(tt.forbidden)
+				if !tt.forbidden {
+					if err := os.WriteFile(api.TokenFile, []byte("expired-reader"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				h := newKubeHarness(t, kubeConfig(api, mode.review))
+				var err error
+				if mode.review {
+					_, err = h.Authenticate(context.Background(), api.SAToken(t, "payments", "api", "sekisho"))
+					if !errors.Is(err, ErrUnavailable) {
+						t.Fatalf("error %v, want ErrUnavailable", err)
+					}
+				} else {
+					err = h.nextRefresh(t)
+				}
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("error %v, want it to say %q", err, tt.want)
+				}
+				if strings.Contains(err.Error(), api.ReaderToken) || strings.Contains(err.Error(), "expired-reader") {
+					t.Errorf("the error shows a token: %v", err)
+				}
+			})
+		}
 	}
 }

@@ -154,7 +154,9 @@ func (a *Authenticator) askAPIServer(ctx context.Context, iss *issuer, token str
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusCreated:
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("%w: status %s (%s)", ErrUnavailable, resp.Status, ownTokenRefused)
+	case http.StatusForbidden:
 		return nil, fmt.Errorf("%w: status %s (sekisho's service account needs create on tokenreviews.authentication.k8s.io)", ErrUnavailable, resp.Status)
 	default:
 		return nil, fmt.Errorf("%w: status %s", ErrUnavailable, resp.Status)

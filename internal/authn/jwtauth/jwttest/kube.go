@@ -48,6 +48,7 @@ type KubeAPIServer struct {
 	discoveryIss string // issuer named in discovery; default issuer
 	jwksURI      string // jwks_uri named in discovery; default on URL
 	down         bool
+	forbidden    bool
 	seenAuth     []string      // Authorization headers seen, per path
 	gate         chan struct{} // reviews wait for it to close; nil: no hold
 	entered      chan struct{} // one value per held review
@@ -106,6 +107,14 @@ func (k *KubeAPIServer) SetJWKSURI(uri string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.jwksURI = uri
+}
+
+// SetForbidden makes every endpoint answer 403 to the reader (or serve
+// again), as RBAC does when its service account has no binding.
+func (k *KubeAPIServer) SetForbidden(forbidden bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.forbidden = forbidden
 }
 
 // SetDown makes every endpoint answer 503 (or serve again).
@@ -198,6 +207,13 @@ func (k *KubeAPIServer) authed(h http.HandlerFunc) http.HandlerFunc {
 		}
 		if r.Header.Get("Authorization") != "Bearer "+k.ReaderToken {
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		k.mu.Lock()
+		forbidden := k.forbidden
+		k.mu.Unlock()
+		if forbidden {
+			http.Error(w, "Forbidden", http.StatusForbidden)
 			return
 		}
 		h(w, r)
