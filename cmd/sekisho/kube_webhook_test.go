@@ -18,6 +18,7 @@ func TestCheckWarnsAboutSystemNames(t *testing.T) {
 kube:
   webhook:
     listen: 127.0.0.1:8443
+    audiences: [https://kubernetes.default.svc.cluster.local]
     rules:
       - match: {tokens: [break-glass]}
         groups: [system:masters]
@@ -27,11 +28,26 @@ kube:
 	if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 0 {
 		t.Fatalf("check: exit %d\n%s", code, errb.String())
 	}
-	if !strings.Contains(errb.String(), "warning: "+cfg+":8: kube.webhook.rules[0].allow_system: this rule may map identities to reserved system: names") {
+	if !strings.Contains(errb.String(), "warning: "+cfg+":9: kube.webhook.rules[0].allow_system: this rule may map identities to reserved system: names") {
 		t.Errorf("stderr:\n%s", errb.String())
 	}
 	if !strings.Contains(out.String(), "ok with 1 warning(s) (0 routes)") {
 		t.Errorf("stdout: %s", out.String())
+	}
+}
+
+// TestCheckWarnsWithoutAudiences: without kube.webhook.audiences, every
+// review kube-apiserver sends (it always names its API audiences) would
+// refuse API tokens and IdP tokens alike; check says so.
+func TestCheckWarnsWithoutAudiences(t *testing.T) {
+	tokens := testutil.TokenFile(t, "ci", "skt_ci_0123456789abcdef0123456789abcdef")
+	cfg := testutil.WriteFile(t, t.TempDir(), "sekisho.yaml", []byte("api_tokens: {file: "+tokens+"}\nkube:\n  webhook:\n    listen: 127.0.0.1:8443\n    default: {}\n"))
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 0 {
+		t.Fatalf("check: exit %d\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "warning: "+cfg+":4: kube.webhook.audiences: not set: kube-apiserver asks about its API audiences") {
+		t.Errorf("stderr:\n%s", errb.String())
 	}
 }
 

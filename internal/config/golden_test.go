@@ -170,7 +170,8 @@ var uncoveredOK = map[string]string{
 	"generate a client secret: %v":                                "only when the system's random source fails",
 	"policy engine: %v":                                           "only when the built-in CEL environment fails to build",
 	"acme needs a cache_dir to keep certificates across restarts": "the config fills in sekisho-acme when cache_dir is left out",
-	"this rule may map identities to reserved system: names; a system:masters group bypasses every RBAC rule": "a warning, not a problem: the file is accepted (cmd/sekisho TestCheckWarnsAboutSystemNames)",
+	"this rule may map identities to reserved system: names; a system:masters group bypasses every RBAC rule":                                                                                                                                                             "a warning, not a problem: the file is accepted (cmd/sekisho TestCheckWarnsAboutSystemNames)",
+	"not set: kube-apiserver asks about its API audiences (its --api-audiences, by default its service-account issuer, e.g. https://kubernetes.default.svc.cluster.local); without them here, only tokens whose own aud names one are accepted, and API tokens never are": "a warning, not a problem: the file is accepted (cmd/sekisho TestCheckWarnsWithoutAudiences)",
 }
 
 // TestGoldenCoverMessages lists the problem messages written in the

@@ -38,6 +38,7 @@ func (c *compiler) checkKubeWebhook(f *File) {
 		t.CertFile, t.KeyFile, t.ClientCAFile = c.path(t.CertFile), c.path(t.KeyFile), c.path(t.ClientCAFile)
 	}
 	c.addProblems([]any{"kube", "webhook"}, webhookconf.Check(w))
+	c.addWarnings([]any{"kube", "webhook"}, webhookconf.Warnings(w))
 }
 
 // compileKubeWebhook compiles the mapping rules into the snapshot.

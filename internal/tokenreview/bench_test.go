@@ -103,20 +103,37 @@ func benchLoopback(b *testing.B, parallelism int) {
 
 // BenchmarkReviewAt5000PerSecond offers reviews at a steady 5,000 a second
 // (the rate a busy kube-apiserver with short cache TTLs asks at), over
-// HTTPS with a client certificate on loopback, and reports the 99th
-// percentile latency counted from when each review was due, so a stall
-// is not hidden by the requests it delayed.
+// HTTPS with a client certificate on loopback, and reports the latency
+// percentiles counted from when each review was handed to the clients, so
+// a stall is not hidden by the requests queued behind it. (Counting from
+// the ideal schedule instead would add the pacing loop's own lateness:
+// time.Sleep of 200 µs wakes about 0.5 ms late here.)
 func BenchmarkReviewAt5000PerSecond(b *testing.B) {
 	f, hc := loopback(b)
 	body := reviewBody(b, V1, f.env.Token("cognito:groups", []string{"admin"}))
-	const rate = 5000
+	const rate, workers = 5000, 16
 	interval := time.Second / rate
 	due := make(chan time.Time, 1024)
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
 	var next sync.Mutex
 	n := 0
-	for range 32 {
+	// Warm connections, as a running kube-apiserver has them: the TLS
+	// handshakes are not part of a review.
+	var warm sync.WaitGroup
+	for range workers {
+		warm.Go(func() {
+			resp, err := hc.Post(f.url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	warm.Wait()
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -138,12 +155,14 @@ func BenchmarkReviewAt5000PerSecond(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	for i := range b.N {
-		at := start.Add(time.Duration(i) * interval)
-		if w := time.Until(at); w > 0 {
+	for i := 0; i < b.N; {
+		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
 			time.Sleep(w) // pacing the offered load, not synchronizing
 		}
-		due <- at
+		// Hand over every review due by now, stamped as it is handed.
+		for now := time.Now(); i < b.N && !start.Add(time.Duration(i)*interval).After(now); i++ {
+			due <- time.Now()
+		}
 	}
 	close(due)
 	wg.Wait()

@@ -20,6 +20,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -207,7 +209,7 @@ func (s *Server) review(ctx context.Context, rev Review) Status {
 	}
 	auds, ok := audiences(rev.Audiences, tokenAudiences(id.Claims), snap.KubeWebhook.Audiences)
 	if !ok {
-		return Status{Error: "the token is not valid for the requested audiences"}
+		return Status{Error: fmt.Sprintf("the token is not valid for the requested audiences %s (list them in kube.webhook.audiences if this issuer's tokens are meant for this cluster)", printableList(rev.Audiences))}
 	}
 	u, err := snap.KubeWebhook.Users.Map(id)
 	if err != nil {
@@ -230,6 +232,20 @@ func audiences(requested, token, configured []string) ([]string, bool) {
 		}
 	}
 	return out, len(out) > 0
+}
+
+// printableList quotes at most a few caller-supplied names for a message.
+func printableList(names []string) string {
+	const most = 4
+	out := make([]string, 0, most+1)
+	for i, n := range names {
+		if i == most {
+			out = append(out, "…")
+			break
+		}
+		out = append(out, strconv.Quote(printable(n)))
+	}
+	return "[" + strings.Join(out, " ") + "]"
 }
 
 // tokenAudiences reads a JWT's "aud" claim: a string or a list of strings.

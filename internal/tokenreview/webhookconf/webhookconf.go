@@ -44,6 +44,15 @@ type Built struct {
 	Certs *listen.CertReloader
 }
 
+// Warnings are settings of cfg that are valid but likely to refuse every
+// token once kube-apiserver asks.
+func Warnings(cfg *Config) []listen.Problem {
+	if len(cfg.Audiences) == 0 {
+		return []listen.Problem{{Key: "audiences", Msg: "not set: kube-apiserver asks about its API audiences (its --api-audiences, by default its service-account issuer, e.g. https://kubernetes.default.svc.cluster.local); without them here, only tokens whose own aud names one are accepted, and API tokens never are"}}
+	}
+	return nil
+}
+
 // Check reports every rule of the listener settings cfg breaks, reading
 // the certificate and CA files; it opens no socket. Keys are relative to
 // the section. The mapping rules are compiled (and checked) by the config
