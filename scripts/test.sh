@@ -137,8 +137,8 @@ fi
 # cold on 2 cores, under a minute with a warm Go build cache, nothing once
 # built. A step of its own, so it is timed apart and never meets go test's
 # per-package timeout.
-begin "kube binaries"
-go run ./internal/kubetest/kubebin
+begin "tool binaries"
+go run ./internal/toolbin/all
 finish
 
 begin test

@@ -177,8 +177,9 @@ var cmdImports = map[string]string{
 // each with why it is test support. Production code must not depend on
 // them; they may depend on each other and on production code.
 var testSupportPkgs = map[string]string{
-	"internal/kubetest":         "runs a real kube-apiserver and etcd for tests, built from the tools module; it also starts processes and reads the repository's files",
-	"internal/kubetest/kubebin": "the command scripts/test.sh runs to build the test cluster's binaries before the tests; it exists only for internal/kubetest",
+	"internal/kubetest":    "runs a real kube-apiserver and etcd for tests, built from the tools module; it also starts processes and reads the repository's files",
+	"internal/toolbin":     "builds the real servers the tests run from the tools modules; it starts the go command and reads the repository's files",
+	"internal/toolbin/all": "the command scripts/test.sh runs to build every tools module's servers before the tests; it exists only for the test helpers",
 }
 
 // rules returns every forbidden dependency: package ⇒ dependency ⇒ why.
