@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,5 +86,33 @@ func TestKubeWebhookConfig(t *testing.T) {
 				t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 			}
 		})
+	}
+}
+
+// TestKubeWebhookExampleChecks: the example in examples/ (and in
+// docs/kubernetes.md) is a valid file, and webhook-config turns it into a
+// kubeconfig.
+func TestKubeWebhookExampleChecks(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../examples/kube-webhook.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testutil.WriteFile(t, dir, "sekisho.yaml", src)
+	ca := testutil.NewCA(t)
+	leaf, client := ca.Server(t, "sekisho.example.internal"), ca.Client(t, "kube-apiserver")
+	for name, data := range map[string][]byte{"tls.crt": leaf.CertPEM, "tls.key": leaf.KeyPEM, "apiserver-ca.crt": ca.PEM, "ca.crt": ca.PEM, "client.crt": client.CertPEM, "client.key": client.KeyPEM} {
+		testutil.WriteFile(t, dir, name, data)
+	}
+	testutil.WriteFile(t, dir, "tokens.yaml", []byte("[]\n"))
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "--config", cfg}, &out, &errb); code != 0 || errb.Len() > 0 {
+		t.Fatalf("examples/kube-webhook.yaml: exit %d\n%s", code, errb.String())
+	}
+	out.Reset()
+	args := []string{"kube", "webhook-config", "--config", cfg, "--server", "https://sekisho.example.internal:8443",
+		"--ca-file", filepath.Join(dir, "ca.crt"), "--client-cert", filepath.Join(dir, "client.crt"), "--client-key", filepath.Join(dir, "client.key")}
+	if code := run(args, &out, &errb); code != 0 || !strings.Contains(out.String(), "client-certificate-data:") {
+		t.Fatalf("webhook-config: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }
