@@ -266,6 +266,7 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	c.checkListen(f)
 	c.checkDecision(f)
 	c.checkKubeWebhook(f)
+	c.checkKubeInjector(f)
 	c.defaults(f)
 
 	trust, err := normalize.NewTrust(f.TrustedProxies)

@@ -191,7 +191,7 @@ func TestGoldenCoverMessages(t *testing.T) {
 	all := strings.Join(wants, "\n")
 	var sources []string
 	for _, pattern := range []string{"*.go", "../listen/check.go", "../listen/servertls.go", "../decision/decisionconf/decisionconf.go",
-		"../tokenreview/webhookconf/webhookconf.go", "../kubeuser/kubeuser.go", "../kubeuser/template.go"} {
+		"../tokenreview/webhookconf/webhookconf.go", "../inject/injectconf/injectconf.go", "../kubeuser/kubeuser.go", "../kubeuser/template.go"} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/inject/injectconf"
 	"github.com/sekisho/sekisho/internal/kubeuser"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/snapshot"
@@ -13,17 +14,24 @@ type Kube struct {
 	// Webhook runs the TokenReview webhook kube-apiserver asks who a bearer
 	// token belongs to.
 	Webhook *KubeWebhook `yaml:"webhook"`
+	// Injector runs the mutating admission webhook that wraps pods whose
+	// environment holds secret references with `sekisho exec`.
+	Injector *KubeInjector `yaml:"injector"`
 }
+
+// KubeInjector configures the admission webhook; package injectconf owns
+// the type and its rules.
+type KubeInjector = injectconf.Config
 
 // KubeWebhook configures the TokenReview webhook; the webhook stage owns
 // the type and its rules.
 type KubeWebhook = webhookconf.Config
 
-// webhookOnly reports whether the file runs nothing but the TokenReview
-// webhook: no gateway listener, no routes, no decision service. Such a
-// file needs neither listen nor routes.
+// webhookOnly reports whether the file runs nothing but the Kubernetes
+// webhooks (TokenReview, injector): no gateway listener, no routes, no
+// decision service. Such a file needs neither listen nor routes.
 func webhookOnly(f *File) bool {
-	return f.Kube != nil && f.Kube.Webhook != nil && f.Listen.HTTP == "" && f.Listen.HTTPS == "" &&
+	return f.Kube != nil && (f.Kube.Webhook != nil || f.Kube.Injector != nil) && f.Listen.HTTP == "" && f.Listen.HTTPS == "" &&
 		f.Listen.TLS == nil && len(f.Routes) == 0 && f.Decision == nil
 }
 
@@ -39,6 +47,22 @@ func (c *compiler) checkKubeWebhook(f *File) {
 	}
 	c.addProblems([]any{"kube", "webhook"}, webhookconf.Check(w))
 	c.addWarnings([]any{"kube", "webhook"}, webhookconf.Warnings(w))
+}
+
+// checkKubeInjector resolves the injector's file paths and reports what
+// it would refuse.
+func (c *compiler) checkKubeInjector(f *File) {
+	if f.Kube == nil || f.Kube.Injector == nil {
+		return
+	}
+	in := f.Kube.Injector
+	if t := in.TLS; t != nil {
+		t.CertFile, t.KeyFile, t.ClientCAFile = c.path(t.CertFile), c.path(t.KeyFile), c.path(t.ClientCAFile)
+	}
+	if in.Kubeconfig != "" {
+		in.Kubeconfig = c.path(in.Kubeconfig)
+	}
+	c.addProblems([]any{"kube", "injector"}, injectconf.Check(in))
 }
 
 // compileKubeWebhook compiles the mapping rules into the snapshot.

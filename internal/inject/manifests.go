@@ -93,7 +93,9 @@ func Manifests(o ManifestOptions) (*Objects, error) {
 	excluded := metav1.LabelSelectorRequirement{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", o.Namespace}}
 	deny := admissionregistrationv1.Deny
 	msg := "a container's environment holds a secret reference (sekisho+… or berglas-aws://…) but its command is not wrapped by " + BinaryPath + " exec: label the namespace " + NamespaceLabel + "=enabled so the sekisho injector wraps it, and check that the injector is running"
-	tm := func(kind string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: kind} }
+	tm := func(kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: kind}
+	}
 	return &Objects{
 		ServiceAccount: &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace}},
 		ClusterRole: &rbacv1.ClusterRole{

@@ -137,9 +137,20 @@ func platformList(ps []Platform) string {
 	return strings.Join(s, ", ")
 }
 
+// SetPlainHTTP replaces PlainHTTP while the registry is in use (a
+// configuration reload); the caches are kept.
+func (r *Registry) SetPlainHTTP(hosts []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.PlainHTTP = slices.Clone(hosts)
+}
+
 func (r *Registry) nameOpts(image string) []name.Option {
 	host, _, _ := strings.Cut(image, "/")
-	if slices.Contains(r.PlainHTTP, host) {
+	r.mu.Lock()
+	plain := slices.Contains(r.PlainHTTP, host)
+	r.mu.Unlock()
+	if plain {
 		return []name.Option{name.Insecure}
 	}
 	return nil

@@ -1,0 +1,149 @@
+package inject
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sekisho/sekisho/internal/inject/injectconf"
+	"github.com/sekisho/sekisho/internal/listen"
+)
+
+// Config is the kube.injector section.
+type Config = injectconf.Config
+
+// Server is the injector's HTTPS listener. Its listener (address, TLS
+// files) is read at start; Apply changes the rest while it runs.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	tls      *tls.Config
+	certs    *listen.CertReloader
+	client   kubernetes.Interface
+	registry *Registry
+	limits   listen.Limits
+	current  atomic.Pointer[Injector]
+
+	mu   sync.Mutex
+	srv  *http.Server
+	addr string
+}
+
+// New checks cfg and builds the API client (cfg.Kubeconfig, else the
+// in-cluster service account); it opens no socket. client, when not nil,
+// is used instead (tests).
+func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.WithDefaults()
+	b, ps := injectconf.Build(&cfg, log)
+	if len(ps) > 0 {
+		return nil, fmt.Errorf("kube.injector: %w", listen.Problems(ps))
+	}
+	if client == nil {
+		var rc *rest.Config
+		var err error
+		if cfg.Kubeconfig != "" {
+			rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+		} else {
+			rc, err = rest.InClusterConfig()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kube.injector: API server client (set kubeconfig outside a cluster): %w", err)
+		}
+		rc.UserAgent = "sekisho-injector"
+		if client, err = kubernetes.NewForConfig(rc); err != nil {
+			return nil, fmt.Errorf("kube.injector: %w", err)
+		}
+	}
+	s := &Server{cfg: cfg, log: log, tls: b.TLS, certs: b.Certs, client: client, registry: &Registry{}}
+	s.Apply(cfg)
+	return s, nil
+}
+
+// Apply takes the reloadable settings of cfg (image, image_binary,
+// plain_http_registries); the registry caches are kept.
+func (s *Server) Apply(cfg Config) {
+	cfg = cfg.WithDefaults()
+	s.registry.SetPlainHTTP(cfg.PlainHTTPRegistries)
+	s.current.Store(&Injector{Image: cfg.Image, ImageBinary: cfg.ImageBinary, Client: s.client, Registry: s.registry, Log: s.log})
+}
+
+// SetLimits applies the gateway's listener limits; call it before Start.
+func (s *Server) SetLimits(l listen.Limits) { s.limits = l }
+
+// Handler answers POST Path with the current settings.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.current.Load().serveHTTP(w, r)
+	})
+}
+
+// Start binds the listener and serves in the background until Shutdown.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("injector listener %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = ln.Addr().String()
+	ln = tls.NewListener(ln, s.tls)
+	l := s.limits.WithDefaults()
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		// kube-apiserver waits at most 30 s for an admission webhook.
+		ReadTimeout:    l.ReadHeaderTimeout + 10*time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    l.IdleTimeout,
+		MaxHeaderBytes: l.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	go func(srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("injector listener stopped", "addr", s.addr, "error", err)
+		}
+	}(s.srv, ln)
+	if s.certs != nil {
+		if err := s.certs.Watch(); err != nil {
+			s.log.Warn("injector TLS certificate files are not watched; restart to renew", "error", err)
+		}
+	}
+	s.log.Info("injector listening", "addr", s.addr, "path", Path, "client_certificates", s.tls.ClientAuth == tls.RequireAndVerifyClientCert)
+	return nil
+}
+
+// Addr is the bound address ("" before Start).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Shutdown stops accepting reviews and waits for those in flight until
+// ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	s.certs.Close()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
