@@ -55,7 +55,7 @@ var stages = []struct {
 	// the request path reads it.
 	{"compile", []string{"internal/config"}},
 	{"engine", []string{"internal/engine"}},
-	{"modes", []string{"internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview"}},
+	{"modes", []string{"internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview", "internal/inject"}},
 	{"process", []string{"internal/serve"}},
 }
 
@@ -121,6 +121,11 @@ var forbidden = []struct {
 		why:  "the token webhook answers who a token belongs to, never whether a request may pass: it uses the credential chain and the user mapping, not the engine or another mode",
 	},
 	{
+		from: []string{"internal/inject"},
+		deps: []string{"internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview", "internal/engine", "internal/config"},
+		why:  "the injector wraps pods by what their spec says; it decides no request, so it needs neither the engine, another mode, nor the whole configuration (only its own section, package injectconf)",
+	},
+	{
 		from: []string{"internal/explain"},
 		deps: []string{"internal/listen"},
 		why:  "explain and policy test decide offline, on a compiled snapshot; they start no listener",
@@ -170,6 +175,7 @@ var cmdImports = map[string]string{
 	"internal/authn/apitoken": "sekisho token new and sekisho token hash",
 	"internal/kubelogin":      "sekisho kube login and sekisho kube setup (kubectl's credential plugin)",
 	"internal/tokenreview":    "sekisho kube webhook-config writes the kubeconfig kube-apiserver reaches the webhook with",
+	"internal/inject":         "sekisho kube injector-manifests prints the injector's manifests; sekisho kube copy-binary is its init container",
 }
 
 // testSupportPkgs are test-support packages the name rule of testSupport

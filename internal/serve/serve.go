@@ -28,6 +28,7 @@ import (
 	"github.com/sekisho/sekisho/internal/decision"
 	"github.com/sekisho/sekisho/internal/devidp"
 	"github.com/sekisho/sekisho/internal/gateway"
+	"github.com/sekisho/sekisho/internal/inject"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
@@ -60,6 +61,9 @@ type Instance struct {
 	Decision *decision.Server
 	// TokenReview is the Kubernetes token webhook, nil unless configured.
 	TokenReview *tokenreview.Server
+	// Injector is the admission webhook that wraps pods with sekisho
+	// exec, nil unless configured.
+	Injector *inject.Server
 
 	log      *slog.Logger
 	level    *slog.LevelVar
@@ -180,6 +184,11 @@ func Run(ctx context.Context, opts Options) error {
 				log.Warn("token webhook drain did not finish in time", "error", err)
 			}
 		}
+		if inst.Injector != nil {
+			if err := inst.Injector.Shutdown(ctx); err != nil {
+				log.Warn("injector drain did not finish in time", "error", err)
+			}
+		}
 	}
 	if file.Decision != nil {
 		if inst.Decision, err = startDecision(ctx, file, inst.Gateway.Snapshot, log); err != nil {
@@ -188,6 +197,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if file.Kube != nil && file.Kube.Webhook != nil {
 		if inst.TokenReview, err = inst.startTokenReview(ctx, file); err != nil {
+			stopModes(context.Background())
+			return err
+		}
+	}
+
+	if file.Kube != nil && file.Kube.Injector != nil {
+		if inst.Injector, err = inst.startInjector(ctx, file); err != nil {
 			stopModes(context.Background())
 			return err
 		}
@@ -284,6 +300,24 @@ func (inst *Instance) startTokenReview(ctx context.Context, f *config.File) (*to
 	return srv, nil
 }
 
+// startInjector starts the admission webhook that wraps pods with
+// sekisho exec, held to the gateway listener's limits.
+func (inst *Instance) startInjector(ctx context.Context, f *config.File) (*inject.Server, error) {
+	srv, err := inject.New(*f.Kube.Injector, nil, inst.log)
+	if err != nil {
+		return nil, err
+	}
+	srv.SetLimits(tokenreview.Limits{
+		ReadHeaderTimeout: f.Listen.ReadHeaderTimeout,
+		IdleTimeout:       f.Listen.IdleTimeout,
+		MaxHeaderBytes:    f.Listen.MaxHeaderBytes,
+	})
+	if err := srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
 func listenConfig(f *config.File, log *slog.Logger) listen.Config {
 	cfg := f.Listen.Config()
 	cfg.Logger = log
@@ -343,6 +377,9 @@ func (inst *Instance) Reload() error {
 		return err
 	}
 	inst.applyStartOnly(file)
+	if inst.Injector != nil && file.Kube != nil && file.Kube.Injector != nil {
+		inst.Injector.Apply(*file.Kube.Injector)
+	}
 	old, gen := inst.Gateway.Swap(snap)
 	inst.Metrics.Reload(true, gen)
 	if old != nil {
@@ -398,6 +435,9 @@ func startOnlyChanges(running, f *config.File) []string {
 	if !reflect.DeepEqual(webhookListener(running), webhookListener(f)) {
 		changed = append(changed, "kube.webhook (listen, tls)")
 	}
+	if !reflect.DeepEqual(injectorListener(running), injectorListener(f)) {
+		changed = append(changed, "kube.injector (listen, tls, kubeconfig)")
+	}
 	return changed
 }
 
@@ -408,6 +448,17 @@ func webhookListener(f *config.File) *config.KubeWebhook {
 		return nil
 	}
 	return &config.KubeWebhook{Listen: f.Kube.Webhook.Listen, TLS: f.Kube.Webhook.TLS}
+}
+
+// injectorListener is the start-only part of kube.injector: whether it
+// runs, its address, TLS files and API client. Its image and registries
+// are reloaded.
+func injectorListener(f *config.File) *config.KubeInjector {
+	if f.Kube == nil || f.Kube.Injector == nil {
+		return nil
+	}
+	i := f.Kube.Injector
+	return &config.KubeInjector{Listen: i.Listen, TLS: i.TLS, Kubeconfig: i.Kubeconfig}
 }
 
 // watch reloads on SIGHUP and when the config file changes. It watches the
