@@ -10,6 +10,9 @@ const kubeUsage = `usage:
                                   print the kubeconfig for kube-apiserver's --authentication-token-webhook-config-file
   sekisho kube login [flags]      kubectl exec credential plugin: sign in with a browser (or a device code)
   sekisho kube setup [flags]      print the kubectl config lines that use 'sekisho kube login'
+  sekisho kube injector-manifests --config FILE [--namespace NS] [--service NAME | --url URL] [--ca-file F]
+                                  print the injector's webhook, policy and RBAC manifests
+  sekisho kube copy-binary DEST   copy this executable to DEST (the injector's init container)
 `
 
 // cmdKube dispatches the Kubernetes subcommands.
@@ -25,6 +28,10 @@ func cmdKube(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdKubeLogin(args[1:], stdin, stdout, stderr)
 	case "setup":
 		return cmdKubeSetup(args[1:], stdout, stderr)
+	case "injector-manifests":
+		return cmdKubeInjectorManifests(args[1:], stdout, stderr)
+	case "copy-binary":
+		return cmdKubeCopyBinary(args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, kubeUsage)
 		return 0
