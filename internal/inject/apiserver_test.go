@@ -2,9 +2,7 @@ package inject
 
 import (
 	"context"
-	"io"
-	"log"
-	"net/http"
+	"encoding/base64"
 	"net/http/httptest"
 	"os"
 	"slices"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -95,26 +92,51 @@ func TestThroughAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	host := strings.TrimPrefix(reg.URL, "http://")
+	reg, host := startRegistry(t)
 	differ := pushIndex(t, host, "app", []platImage{
 		{v1.Platform{OS: "linux", Architecture: "amd64"}, ImageConfig{Entrypoint: []string{"/amd64-app"}, Cmd: []string{"--amd"}}},
 		{v1.Platform{OS: "linux", Architecture: "arm64"}, ImageConfig{Entrypoint: []string{"/arm64-app"}, Cmd: []string{"--home=$(HOME)"}}},
 	})
 
+	private := pushIndex(t, host, "private", []platImage{{v1.Platform{OS: "linux", Architecture: "amd64"}, ImageConfig{Entrypoint: []string{"/private-app"}}}})
+	reg.user = "puller:s3cret"
+
 	ca := testutil.NewCA(t)
 	leaf := ca.Server(t, "127.0.0.1")
-	in := &Injector{Image: "sekisho:test", ImageBinary: "/usr/local/bin/sekisho", Client: client, Registry: &Registry{PlainHTTP: []string{host}}}
-	hook := httptest.NewUnstartedServer(in.Handler())
+	// The injector's address is known before it serves: the manifests
+	// name it, and its API client is its service account's, with only the
+	// RBAC of the manifests.
+	hook := httptest.NewUnstartedServer(nil)
+	objs, err := Manifests(ManifestOptions{URL: "https://" + hook.Listener.Addr().String() + Path, CABundle: ca.PEM, Namespace: "sekisho-system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sekisho-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().ServiceAccounts("sekisho-system").Create(ctx, objs.ServiceAccount, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, objs.ClusterRole, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, objs.Binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	token, err := cluster.TokenFor(ctx, "sekisho-system", objs.ServiceAccount.Name, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saClient, err := kubernetes.NewForConfig(cluster.BearerConfig(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Injector{Image: "sekisho:test", ImageBinary: "/usr/local/bin/sekisho", Client: saClient, Registry: &Registry{PlainHTTP: []string{host}}}
+	hook.Config.Handler = in.Handler()
 	hook.TLS = &tlsConfigFor(leaf).Config
 	hook.StartTLS()
 	defer hook.Close()
 
-	objs, err := Manifests(ManifestOptions{URL: hook.URL + Path, CABundle: ca.PEM, Namespace: "sekisho-system"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ar := client.AdmissionregistrationV1()
 	if _, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.Policy, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -240,6 +262,53 @@ func TestThroughAPIServer(t *testing.T) {
 		})
 	}
 
+	t.Run("private image: the service account's pull secret", func(t *testing.T) {
+		auth := base64.StdEncoding.EncodeToString([]byte("puller:s3cret"))
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pull"}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"` + host + `":{"auth":"` + auth + `"}}}`)}}
+		if _, err := client.CoreV1().Secrets("inj").Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "puller"}, ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}}}
+		if _, err := client.CoreV1().ServiceAccounts("inj").Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c := corev1.Container{Name: "app", Image: private, Env: env("TOKEN", "sekisho+file:///run/token")}
+		if _, err := dryRun(ctx, client, "inj", podWith(c)); err == nil || !strings.Contains(err.Error(), "set the container's command") {
+			t.Fatalf("default service account, no pull secret: err = %v", err)
+		}
+		p := podWith(c)
+		p.Spec.ServiceAccountName = "puller"
+		got, err := dryRun(ctx, client, "inj", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{BinaryPath, "exec", "--", "/private-app"}; !slices.Equal(got.Spec.Containers[0].Command, want) {
+			t.Fatalf("command %q", got.Spec.Containers[0].Command)
+		}
+	})
+	t.Run("platform of the cluster's nodes", func(t *testing.T) {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "arm-node"}}
+		if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		node.Status.NodeInfo = corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "arm64"}
+		if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		in.nodesMu.Lock()
+		in.nodesAt = time.Time{} // the node list is cached for a minute
+		in.nodesMu.Unlock()
+		c := corev1.Container{Name: "app", Image: differ, Env: env("TOKEN", "sekisho+file:///run/token")}
+		got, err := dryRun(ctx, client, "inj", podWith(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{BinaryPath, "exec", "--", "/arm64-app"}; !slices.Equal(got.Spec.Containers[0].Command, want) {
+			t.Fatalf("command %q", got.Spec.Containers[0].Command)
+		}
+	})
+
 	t.Run("webhook down", func(t *testing.T) {
 		hook.Close()
 		noRef := corev1.Container{Name: "app", Image: "example/app:1", Env: env("A", "b")}
@@ -257,5 +326,4 @@ func TestThroughAPIServer(t *testing.T) {
 			t.Fatal("failurePolicy Fail: a pod in an injected namespace must be refused while the webhook is down")
 		}
 	})
-	_ = http.StatusOK
 }

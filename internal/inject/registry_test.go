@@ -20,16 +20,17 @@ import (
 )
 
 // countingRegistry is a real in-process registry that counts requests by
-// method and kind (manifests, blobs) and can require basic auth.
+// method and kind (manifests, blobs) and can require basic auth for the
+// repository "private".
 type countingRegistry struct {
 	mu     sync.Mutex
 	counts map[string]int
-	user   string // "" for anonymous access
+	user   string // "" for anonymous access to "private"
 	h      http.Handler
 }
 
 func (c *countingRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if c.user != "" && r.URL.Path != "/v2/" {
+	if c.user != "" && strings.HasPrefix(r.URL.Path, "/v2/private/") {
 		if u, p, ok := r.BasicAuth(); !ok || u+":"+p != c.user {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
