@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,11 @@ const Path = "/mutate"
 // MaxBody bounds an AdmissionReview: a pod is at most 1.5 MiB in etcd,
 // and a review carries it once on CREATE (plus the review's own fields).
 const MaxBody = 4 << 20
+
+// lookupBudget bounds the work for one review (registry and API reads),
+// under the 10 s timeoutSeconds of the manifests: a slow registry gets a
+// refusal that says what to set, not kube-apiserver's timeout.
+const lookupBudget = 8 * time.Second
 
 // errBadReview marks input that is not an AdmissionReview we can answer;
 // its message is safe to send back.
@@ -99,7 +105,9 @@ func (in *Injector) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if podName == "" {
 			podName = pod.GenerateName + "*"
 		}
-		ops, wrapped, err := in.Mutate(r.Context(), req.Namespace, &pod)
+		ctx, cancel := context.WithTimeout(r.Context(), lookupBudget)
+		ops, wrapped, err := in.Mutate(ctx, req.Namespace, &pod)
+		cancel()
 		var rej *Rejection
 		switch {
 		case errors.As(err, &rej):
