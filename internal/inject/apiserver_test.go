@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/sekisho/sekisho/internal/kubetest"
 	"github.com/sekisho/sekisho/internal/testutil"
@@ -107,10 +108,12 @@ func TestThroughAPIServer(t *testing.T) {
 	// name it, and its API client is its service account's, with only the
 	// RBAC of the manifests.
 	hook := httptest.NewUnstartedServer(nil)
-	objs, err := Manifests(ManifestOptions{URL: "https://" + hook.Listener.Addr().String() + Path, CABundle: ca.PEM, Namespace: "sekisho-system"})
+	built, err := Manifests(ManifestOptions{URL: "https://" + hook.Listener.Addr().String() + Path, CABundle: ca.PEM, Namespace: "sekisho-system"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What is applied is what `sekisho kube injector-manifests` prints.
+	objs := fromYAML(t, built)
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sekisho-system"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -326,4 +329,25 @@ func TestThroughAPIServer(t *testing.T) {
 			t.Fatal("failurePolicy Fail: a pod in an injected namespace must be refused while the webhook is down")
 		}
 	})
+}
+
+// fromYAML prints objs as YAML and reads the documents back.
+func fromYAML(t *testing.T, objs *Objects) *Objects {
+	t.Helper()
+	out, err := objs.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(out), "\n---\n")
+	back := &Objects{}
+	targets := []any{&back.ServiceAccount, &back.ClusterRole, &back.Binding, &back.Policy, &back.PolicyBinding, &back.Webhook}
+	if len(docs) != len(targets) {
+		t.Fatalf("%d YAML documents, want %d:\n%s", len(docs), len(targets), out)
+	}
+	for i, doc := range docs {
+		if err := yaml.UnmarshalStrict([]byte(doc), targets[i]); err != nil {
+			t.Fatalf("document %d: %v\n%s", i, err, doc)
+		}
+	}
+	return back
 }
