@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/sekisho/sekisho/internal/kubetest"
+	"github.com/sekisho/sekisho/internal/kumotest"
 	"github.com/sekisho/sekisho/internal/toolbin"
 )
 
@@ -22,7 +23,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// One line per tools module; each module's test helper owns its Spec.
-	specs := []func() (toolbin.Spec, error){kubetest.Spec}
+	specs := []func() (toolbin.Spec, error){kubetest.Spec, kumotest.Spec}
 	for _, spec := range specs {
 		s, err := spec()
 		if err == nil {
