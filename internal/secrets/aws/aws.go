@@ -336,10 +336,10 @@ func explain(ref secretref.Ref, store, region, permission string, err error) err
 	switch {
 	case errors.As(err, &smNotFound), errors.As(err, &ssmNotFound), errors.As(err, &ssmNoVer):
 		return fmt.Errorf("%s: %w in AWS %s (region %s)", ref.Raw, secrets.ErrNotFound, store, region)
-	case errors.As(err, &signing):
+	case errors.As(err, &signing), credentialsFailed(err):
 		// The credentials could not be had: the web-identity exchange
 		// failed, or there are none.
-		return fmt.Errorf("%s: no AWS credentials (with IRSA, AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are exchanged at STS in region %s): %w", ref.Raw, region, err)
+		return fmt.Errorf("%s: could not get AWS credentials (a web identity, AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, is exchanged for them at STS): %w", ref.Raw, err)
 	case errors.As(err, &api) && accessDenied(api.ErrorCode()):
 		return fmt.Errorf("%s: %w by AWS %s (region %s): the credentials need %s: %s", ref.Raw, ErrAccessDenied, store, region, permission, api.ErrorCode())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -360,6 +360,40 @@ func accessDenied(code string) bool {
 		return true
 	}
 	return false
+}
+
+// credentialsFailed reports whether err arose while getting credentials,
+// not from the store: an STS operation inside it (the web-identity
+// exchange), or the SDK's words for a credentials provider that failed
+// (they are no typed error).
+func credentialsFailed(err error) bool {
+	for _, e := range unwrapAll(err) {
+		if op, ok := e.(*smithy.OperationError); ok && (op.ServiceID == "STS" || op.ServiceID == "SSO") {
+			return true
+		}
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "get identity: ") || strings.Contains(msg, "failed to retrieve credentials") || strings.Contains(msg, "failed to refresh cached credentials")
+}
+
+// unwrapAll is err and every error it wraps.
+func unwrapAll(err error) []error {
+	var all []error
+	for queue := []error{err}; len(queue) > 0; {
+		e := queue[0]
+		queue = queue[1:]
+		if e == nil {
+			continue
+		}
+		all = append(all, e)
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			queue = append(queue, u.Unwrap())
+		case interface{ Unwrap() []error }:
+			queue = append(queue, u.Unwrap()...)
+		}
+	}
+	return all
 }
 
 func isNetError(err error) bool {

@@ -413,6 +413,41 @@ func TestStoreDown(t *testing.T) {
 	}
 }
 
+// TestWebIdentitySTSDown: when STS cannot be reached, the error says
+// credentials could not be had, and holds neither the token nor a value.
+func TestWebIdentitySTSDown(t *testing.T) {
+	kumo := kumotest.Start(t)
+	const token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.sig"
+	p := newProvider(t, kumo.WebIdentityEnv(t, token))
+	if err := kumo.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r := sm("prod/db")
+	_, err := p.Resolve(t.Context(), r)
+	if err == nil || !strings.Contains(err.Error(), "could not get AWS credentials") || !strings.Contains(err.Error(), r.Raw) || errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("STS down: %v", err)
+	}
+	if strings.Contains(err.Error(), token) {
+		t.Errorf("error holds the web-identity token: %v", err)
+	}
+}
+
+// TestNoCredentials: with no credentials anywhere in the chain, the error
+// says so rather than blaming the store.
+func TestNoCredentials(t *testing.T) {
+	_, rec, env := start(t)
+	env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "", ""
+	p := newProvider(t, env)
+	r := sm("prod/db")
+	_, err := p.Resolve(t.Context(), r)
+	if err == nil || !strings.Contains(err.Error(), "could not get AWS credentials") || !strings.Contains(err.Error(), r.Raw) {
+		t.Fatalf("no credentials: %v", err)
+	}
+	if n := len(rec.ops("")); n != 0 {
+		t.Errorf("%d requests sent without credentials", n)
+	}
+}
+
 // fakeAWS is a fake AWS JSON endpoint (not kumo, which checks no
 // permissions and keeps one version of a parameter): it answers every
 // request with status and body, and notes the request bodies.
