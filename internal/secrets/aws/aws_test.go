@@ -448,6 +448,73 @@ func TestNoCredentials(t *testing.T) {
 	}
 }
 
+// hostRecorder is an HTTP client that sends nothing: it notes the host of
+// each request and fails it.
+type hostRecorder struct {
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (h *hostRecorder) Do(req *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	h.hosts = append(h.hosts, req.URL.Host)
+	h.mu.Unlock()
+	return nil, errors.New("hostRecorder sends nothing")
+}
+
+// TestRegionalSTS: with a web identity and AWS_REGION, the SDK exchanges
+// the token at that region's STS endpoint, never the global
+// sts.amazonaws.com, and reads the secret in that region.
+func TestRegionalSTS(t *testing.T) {
+	env := (&kumotest.Server{Region: "eu-west-3"}).WebIdentityEnv(t, "a-token")
+	env["AWS_ENDPOINT_URL"], env["AWS_ENDPOINT_URL_STS"] = "", "" // AWS's own endpoints
+	kumotest.Setenv(t, env)
+	rec := &hostRecorder{}
+	opts := aws.OptionsFromEnv(os.Getenv)
+	opts.ConfigOptions = append(opts.ConfigOptions, config.WithHTTPClient(rec), config.WithRetryMaxAttempts(1))
+	p, err := aws.New(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Resolve(t.Context(), sm("prod/db")); err == nil || !strings.Contains(err.Error(), "could not get AWS credentials") {
+		t.Fatalf("got %v, want the STS exchange to fail", err)
+	}
+	if len(rec.hosts) != 1 || rec.hosts[0] != "sts.eu-west-3.amazonaws.com" {
+		t.Errorf("requests to %q; want one to sts.eu-west-3.amazonaws.com", rec.hosts)
+	}
+}
+
+// BenchmarkResolveTen is a process's start: a new provider (so a new web
+// identity exchange at STS) resolving ten secrets in parallel from kumo.
+func BenchmarkResolveTen(b *testing.B) {
+	kumo := kumotest.Start(b)
+	env := kumo.WebIdentityEnv(b, "a-token")
+	for k, v := range env {
+		b.Setenv(k, v)
+		if v == "" {
+			os.Unsetenv(k)
+		}
+	}
+	for i := range 10 {
+		kumo.CreateSecret(b, fmt.Sprintf("bench/s%d", i), dbPassword)
+	}
+	for b.Loop() {
+		p, err := aws.New(b.Context(), aws.OptionsFromEnv(os.Getenv))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				if _, err := p.Resolve(b.Context(), sm(fmt.Sprintf("bench/s%d", i))); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
 // fakeAWS is a fake AWS JSON endpoint (not kumo, which checks no
 // permissions and keeps one version of a parameter): it answers every
 // request with status and body, and notes the request bodies.
