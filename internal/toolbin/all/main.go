@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sekisho/sekisho/internal/baotest"
 	"github.com/sekisho/sekisho/internal/kubetest"
 	"github.com/sekisho/sekisho/internal/kumotest"
 	"github.com/sekisho/sekisho/internal/toolbin"
@@ -23,7 +24,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// One line per tools module; each module's test helper owns its Spec.
-	specs := []func() (toolbin.Spec, error){kubetest.Spec, kumotest.Spec}
+	specs := []func() (toolbin.Spec, error){kubetest.Spec, kumotest.Spec, baotest.Spec}
 	for _, spec := range specs {
 		s, err := spec()
 		if err == nil {
