@@ -208,3 +208,39 @@ func (j *JWT) Sign(tb testing.TB, sub, aud string) string {
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 	})
 }
+
+// Kubernetes is a Kubernetes auth method: OpenBao checks the
+// service-account tokens it is given with the cluster's TokenReview API,
+// calling it with a reviewer token of its own.
+type Kubernetes struct {
+	// Mount is the auth method's path under auth/ ("kubernetes").
+	Mount string
+	srv   *Server
+}
+
+// EnableKubernetes enables Kubernetes auth at auth/mount against the API
+// server at host, verified with caPEM, reviewing tokens with reviewerJWT
+// (a service account bound to system:auth-delegator). The dev server does
+// not run in a pod, so it reads no local service-account files.
+func (s *Server) EnableKubernetes(tb testing.TB, mount, host string, caPEM []byte, reviewerJWT string) *Kubernetes {
+	tb.Helper()
+	s.Write(tb, "sys/auth/"+mount, map[string]any{"type": "kubernetes"})
+	s.Write(tb, "auth/"+mount+"/config", map[string]any{
+		"kubernetes_host":      host,
+		"kubernetes_ca_cert":   string(caPEM),
+		"token_reviewer_jwt":   reviewerJWT,
+		"disable_local_ca_jwt": true,
+	})
+	return &Kubernetes{Mount: mount, srv: s}
+}
+
+// Role creates a role for the service account namespace/name, granting
+// policies.
+func (k *Kubernetes) Role(tb testing.TB, role, namespace, name string, policies ...string) {
+	tb.Helper()
+	k.srv.Write(tb, "auth/"+k.Mount+"/role/"+role, map[string]any{
+		"bound_service_account_names":      []string{name},
+		"bound_service_account_namespaces": []string{namespace},
+		"token_policies":                   policies,
+	})
+}
