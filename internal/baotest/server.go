@@ -3,6 +3,8 @@ package baotest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,9 +37,19 @@ type Server struct {
 	RootToken string
 	// Root is a client holding RootToken.
 	Root *bao.Client
+	// CAFile is, for a server started with TLS, the PEM file of the CA
+	// that issued its certificate (for BAO_CACERT); "" otherwise.
+	CAFile string
 
 	proc *testutil.Process
 	log  *testutil.SyncBuffer
+}
+
+// Options configure a dev server.
+type Options struct {
+	// TLS serves https with a certificate from a CA the server makes
+	// (bao server -dev-tls); Server.CAFile holds the CA.
+	TLS bool
 }
 
 // Start runs a dev server for the test and stops it when the test ends;
@@ -44,6 +57,12 @@ type Server struct {
 // needed (EnsureBinary, with progress on stderr) and skips the test under
 // -short. A server starts in well under a second, so each test has its own.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("baotest: -short skips tests that run OpenBao")
@@ -55,7 +74,7 @@ func Start(tb testing.TB) *Server {
 	var s *Server
 	// A port picked free may be taken before bao binds it: try new ones.
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err = start(tb.Context(), bin, tb.TempDir())
+		s, err = start(tb.Context(), bin, tb.TempDir(), opts)
 		if !errors.Is(err, errPortTaken) {
 			break
 		}
@@ -74,7 +93,7 @@ func Start(tb testing.TB) *Server {
 
 var errPortTaken = errors.New("port already in use")
 
-func start(ctx context.Context, bin, home string) (*Server, error) {
+func start(ctx context.Context, bin, home string, opts Options) (*Server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -84,12 +103,22 @@ func start(ctx context.Context, bin, home string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: "http://" + addr, RootToken: "root-" + hex.EncodeToString(token), log: &testutil.SyncBuffer{}}
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-listen-address="+addr,
-		"-dev-root-token-id="+s.RootToken,
+	args := []string{"server", "-dev",
+		"-dev-listen-address=" + addr,
+		"-dev-root-token-id=" + s.RootToken,
 		// Else the dev server writes the root token to ~/.vault-token.
 		"-dev-no-store-token",
-		"-log-level=info")
+		"-log-level=info"}
+	if opts.TLS {
+		certs := filepath.Join(home, "tls")
+		if err := os.MkdirAll(certs, 0o700); err != nil {
+			return nil, fmt.Errorf("baotest: %w", err)
+		}
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+certs)
+		s.Addr = "https://" + addr
+		s.CAFile = filepath.Join(certs, "vault-ca.pem")
+	}
+	cmd := exec.Command(bin, args...)
 	// Nothing of the test's environment (BAO_ADDR, VAULT_TOKEN, a proxy)
 	// reaches the server; HOME is the test's own.
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
@@ -122,6 +151,12 @@ func (s *Server) waitReady(ctx context.Context) error {
 	defer tick.Stop()
 	client := &http.Client{Timeout: time.Second}
 	for {
+		if s.CAFile != "" && client.Transport == nil {
+			// The server writes its CA before it listens.
+			if pool, err := caPool(s.CAFile); err == nil {
+				client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+			}
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
 		if err != nil {
 			return err
@@ -152,7 +187,15 @@ func (s *Server) Stop() {
 // Client returns an API client for the server that holds token, and
 // nothing from the process environment (BAO_TOKEN, BAO_NAMESPACE).
 func (s *Server) Client(token string) (*bao.Client, error) {
-	cfg := &bao.Config{Address: s.Addr, HttpClient: &http.Client{Timeout: 30 * time.Second}, MaxRetries: 0}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if s.CAFile != "" {
+		pool, err := caPool(s.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
+	cfg := &bao.Config{Address: s.Addr, HttpClient: hc, MaxRetries: 0}
 	c, err := bao.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("baotest: client: %w", err)
@@ -169,4 +212,16 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+func caPool(file string) (*x509.CertPool, error) {
+	pemData, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("baotest: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("baotest: no certificate in %s", file)
+	}
+	return pool, nil
 }

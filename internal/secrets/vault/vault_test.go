@@ -405,3 +405,23 @@ func TestServerDown(t *testing.T) {
 		}
 	}
 }
+
+// TestTLS: a server on https is trusted through BAO_CACERT; without it,
+// the system's roots refuse its certificate and nothing is sent.
+func TestTLS(t *testing.T) {
+	srv := baotest.StartWith(t, baotest.Options{TLS: true})
+	putFixtures(t, srv)
+	ref := refFor(t, "sekisho+vault://secret/single#token")
+	env := map[string]string{"BAO_ADDR": srv.Addr, "BAO_CACERT": srv.CAFile, "BAO_TOKEN": srv.RootToken}
+	p := newProvider(t, srv, OptionsFromEnv(getenv(env)), srv.RootToken)
+	if got, err := p.Resolve(t.Context(), ref); err != nil || string(got) != `{"token":"single-e5a1"}` {
+		t.Fatalf("with the CA: %q, %v", got, err)
+	}
+	delete(env, "BAO_CACERT")
+	q := newProvider(t, srv, OptionsFromEnv(getenv(env)), srv.RootToken)
+	_, err := q.Resolve(t.Context(), ref)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without the CA: %v; want a certificate error", err)
+	}
+	noLeak(t, "error", err.Error(), srv.RootToken)
+}
