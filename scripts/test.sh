@@ -27,7 +27,7 @@ FUZZTIME=${FUZZTIME:-10s}
 # working in this checkout count (go test runs each package's tests in its
 # directory, and the servers inherit it), so servers that other work on the
 # machine runs elsewhere are left alone.
-SERVER_PROCS='nginx|caddy|redis-server|chromium|chrome|kube-apiserver|etcd'
+SERVER_PROCS='nginx|caddy|redis-server|chromium|chrome|kube-apiserver|etcd|bao'
 
 usage() {
 	sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -135,7 +135,8 @@ fi
 # The tests' kube-apiserver and etcd are built from source (tools/kube) into
 # the user cache, or $SEKISHO_KUBE_CACHE, once per machine: about 15 minutes
 # cold on 2 cores, under a minute with a warm Go build cache, nothing once
-# built. A step of its own, so it is timed apart and never meets go test's
+# built. OpenBao (tools/openbao, $SEKISHO_OPENBAO_CACHE) likewise: about 9
+# CPU-minutes cold. A step of its own, so it is timed apart and never meets go test's
 # per-package timeout.
 begin "tool binaries"
 go run ./internal/toolbin/all
