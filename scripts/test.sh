@@ -135,9 +135,9 @@ fi
 # The tests' kube-apiserver and etcd are built from source (tools/kube) into
 # the user cache, or $SEKISHO_KUBE_CACHE, once per machine: about 15 minutes
 # cold on 2 cores, under a minute with a warm Go build cache, nothing once
-# built. OpenBao (tools/openbao, $SEKISHO_OPENBAO_CACHE) likewise: about 9
-# CPU-minutes cold. A step of its own, so it is timed apart and never meets go test's
-# per-package timeout.
+# built. OpenBao (tools/openbao, $SEKISHO_OPENBAO_CACHE) likewise: 9 to 14
+# CPU-minutes cold. A step of its own, so it is timed apart and never meets
+# go test's per-package timeout.
 begin "tool binaries"
 go run ./internal/toolbin/all
 finish
