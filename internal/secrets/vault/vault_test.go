@@ -425,3 +425,27 @@ func TestTLS(t *testing.T) {
 	}
 	noLeak(t, "error", err.Error(), srv.RootToken)
 }
+
+// TestNamespace: with BAO_NAMESPACE the secret is read in that namespace
+// (OpenBao and Vault Enterprise keep a mount of the same name per
+// namespace); without it, in the root namespace.
+func TestNamespace(t *testing.T) {
+	srv := baotest.Start(t)
+	srv.Write(t, "sys/namespaces/team", nil)
+	team := srv.Root.WithNamespace("team")
+	if _, err := team.Logical().WriteWithContext(t.Context(), "sys/mounts/secret", map[string]any{"type": "kv", "options": map[string]any{"version": "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := team.KVv2("secret").Put(t.Context(), "app", map[string]any{"password": "pw-one-7f3a"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Put(t, baotest.KVMount, "app", map[string]any{"password": "pw-two-91c2"})
+	ref := refFor(t, "sekisho+vault://secret/app#password")
+	for ns, want := range map[string]string{"team": "pw-one-7f3a", "": "pw-two-91c2"} {
+		env := map[string]string{"BAO_ADDR": srv.Addr, "BAO_TOKEN": srv.RootToken, "BAO_NAMESPACE": ns}
+		p := newProvider(t, srv, OptionsFromEnv(getenv(env)), srv.RootToken)
+		if got, err := p.Resolve(t.Context(), ref); err != nil || string(got) != `{"password":"`+want+`"}` {
+			t.Errorf("namespace %q: %q, %v", ns, got, err)
+		}
+	}
+}
