@@ -27,7 +27,7 @@ FUZZTIME=${FUZZTIME:-10s}
 # working in this checkout count (go test runs each package's tests in its
 # directory, and the servers inherit it), so servers that other work on the
 # machine runs elsewhere are left alone.
-SERVER_PROCS='nginx|caddy|redis-server|chromium|chrome|kube-apiserver|etcd|bao'
+SERVER_PROCS='nginx|caddy|redis-server|chromium|chrome|kube-apiserver|etcd|bao|kumo'
 
 usage() {
 	sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
