@@ -31,6 +31,8 @@ Usage:
                                   check a table of expected decisions; exit 1 on a mismatch
   sekisho token hash              read an API token on stdin, print the hash for the tokens file
   sekisho token new               print a new random API token and its hash
+  sekisho exec [--supervise] [--] CMD ARGS...
+                                  replace secret references in the environment, then run CMD
   sekisho kube webhook-config|login|setup
                                   Kubernetes: TokenReview webhook kubeconfig, kubectl sign-in
   sekisho version                 print the version
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPolicyTest(args[2:], stdout, stderr)
 	case "token":
 		return cmdToken(args[1:], os.Stdin, stdout, stderr)
+	case "exec":
+		return cmdExec(args[1:], stderr)
 	case "kube":
 		return cmdKube(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":

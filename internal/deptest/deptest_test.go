@@ -176,6 +176,7 @@ var cmdImports = map[string]string{
 	"internal/kubelogin":      "sekisho kube login and sekisho kube setup (kubectl's credential plugin)",
 	"internal/tokenreview":    "sekisho kube webhook-config writes the kubeconfig kube-apiserver reaches the webhook with",
 	"internal/inject":         "sekisho kube injector-manifests prints the injector's manifests; sekisho kube copy-binary is its init container",
+	"internal/secretexec":     "sekisho exec resolves the environment's secret references and runs the program",
 }
 
 // testSupportPkgs are test-support packages the name rule of testSupport
