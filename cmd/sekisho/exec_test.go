@@ -276,6 +276,9 @@ func startExec(t *testing.T, env []string, args ...string) *proc {
 	p.cmd = exec.Command(binary, append([]string{"exec"}, args...)...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// In supervise mode the program outlives a killed sekisho and holds
+	// the output pipe: do not wait for it.
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +307,9 @@ func (p *proc) wait(t *testing.T) syscall.WaitStatus {
 }
 
 // trapScript says ready, then exits 42 on TERM and 43 on USR1.
-const trapScript = `trap 'exit 42' TERM; trap 'exit 43' USR1; echo ready; while :; do sleep 0.05; done`
+// It gives up after a minute, so that a failed test leaves no process
+// behind.
+const trapScript = `trap 'exit 42' TERM; trap 'exit 43' USR1; echo ready; i=0; while [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; exit 99`
 
 // TestExecSignals: in exec mode signals reach the program itself (it is
 // sekisho's process) and its status is what the parent sees; in supervise
@@ -373,7 +378,7 @@ func procStatus(pid int) (ppid int, state string, ok bool) {
 // this shows the child-subreaper setting PID 1 does not need.
 func TestExecReapsOrphans(t *testing.T) {
 	dir := t.TempDir()
-	script := `(sleep 300 & echo $! > "$1/orphan.tmp"; mv "$1/orphan.tmp" "$1/orphan"); while [ ! -e "$1/go" ]; do sleep 0.05; done; exit 5`
+	script := `(sleep 300 & echo $! > "$1/orphan.tmp"; mv "$1/orphan.tmp" "$1/orphan"); i=0; while [ ! -e "$1/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; exit 5`
 	p := startExec(t, baseEnv(), "--supervise", "--", "sh", "-c", script, "sh", dir)
 	var orphan int
 	waitFor(t, "the orphan", func() bool {
