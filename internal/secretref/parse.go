@@ -233,7 +233,7 @@ func (ref *Ref) awsSM(p string) error {
 		return fmt.Errorf("the name is longer than %d bytes", maxName)
 	}
 	if !awsNameRE.MatchString(p) {
-		return errors.New("a Secrets Manager name or ARN has only letters, digits and /_+=.@-:")
+		return errors.New("a Secrets Manager name or ARN has only letters, digits and the characters in '/_+=.@-:'")
 	}
 	if strings.HasPrefix(p, "arn:") && len(strings.Split(p, ":")) < 7 {
 		return errors.New("an ARN is arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME")
