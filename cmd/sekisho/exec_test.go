@@ -501,3 +501,61 @@ func TestExecKubernetesSecret(t *testing.T) {
 		t.Errorf("forbidden Secret: exit %d, %q", code, out)
 	}
 }
+
+// TestExecAsPID1: as PID 1 of a new PID namespace (as in a container)
+// sekisho supervises on its own: the program's parent is sekisho (PID 1),
+// an orphan the program leaves is reaped (its /proc entry goes away; a
+// zombie's would stay), and SIGTERM sent to sekisho reaches the program.
+// It needs unshare(1) and the right to make a PID namespace (root here).
+func TestExecAsPID1(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare")
+	}
+	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot make a PID namespace: %v %s", err, out)
+	}
+	script := `echo "parent=$PPID"
+(sh -c 'exit 0' & echo $! > "$1/orphan")
+o=$(cat "$1/orphan"); i=0
+while [ -e /proc/$o ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+if [ -e /proc/$o ]; then echo "orphan $o not reaped: $(grep State /proc/$o/status)"; exit 1; fi
+echo reaped; ` + trapScript
+	dir := t.TempDir()
+	cmd := exec.Command(unshare, "--pid", "--mount-proc", "--kill-child", "--fork", binary, "exec", "--", "sh", "-c", script, "sh", dir)
+	cmd.Env = baseEnv("SECRET=sekisho+file://" + secretFiles(t) + "/password")
+	out := &testutil.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	waitFor(t, "ready", func() bool { return strings.Contains(out.String(), "ready") || strings.Contains(out.String(), "not reaped") })
+	if !strings.HasPrefix(out.String(), "parent=1\nreaped\nready") {
+		t.Fatalf("output %q; want the program's parent to be PID 1 and the orphan reaped", out)
+	}
+	// SIGTERM to sekisho (unshare's child), which forwards it to the program.
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sekisho, err := strconv.Atoi(strings.TrimSpace(string(children)))
+	if err != nil {
+		t.Fatalf("unshare's children %q", children)
+	}
+	if err := syscall.Kill(sekisho, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		done <- err
+		if code := cmd.ProcessState.ExitCode(); code != 42 {
+			t.Errorf("exit %d (%v); want the program's 42\n%s", code, err, out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("did not end:\n%s", out)
+	}
+}
