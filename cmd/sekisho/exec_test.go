@@ -533,7 +533,9 @@ echo reaped; ` + trapScript
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	waitFor(t, "ready", func() bool { return strings.Contains(out.String(), "ready") || strings.Contains(out.String(), "not reaped") })
+	waitFor(t, "ready", func() bool {
+		return strings.Contains(out.String(), "ready") || strings.Contains(out.String(), "not reaped")
+	})
 	if !strings.HasPrefix(out.String(), "parent=1\nreaped\nready") {
 		t.Fatalf("output %q; want the program's parent to be PID 1 and the orphan reaped", out)
 	}
