@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -152,5 +153,42 @@ func TestNoConfig(t *testing.T) {
 	_, err = kube.New(t.Context(), kube.Options{ServiceHost: "10.0.0.1", ServicePort: "443", ServiceAccountDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "automountServiceAccountToken") {
 		t.Errorf("no token: %v", err)
+	}
+}
+
+// TestRevokedToken: the token of a deleted service account is refused,
+// and the error says the credentials were refused (not "not found").
+func TestRevokedToken(t *testing.T) {
+	c := cluster.Cluster(t)
+	ctx := t.Context()
+	const ns = "exec-kube-revoked"
+	token := setup(t, c, ns)
+	if err := c.Client().CoreV1().ServiceAccounts(ns).Delete(ctx, "app", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := c.WriteKubeconfig(kubeconfig, &clientcmdapi.AuthInfo{Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	// kube-apiserver learns of the deletion through its informer, a
+	// moment later: poll, with a new store each time (a store reads each
+	// Secret once).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		p, err := kube.New(ctx, kube.Options{Kubeconfig: kubeconfig})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.Resolve(ctx, ref(t, "sekisho+k8s://"+ns+"/db/password"))
+		if err != nil {
+			if !strings.Contains(err.Error(), "the API server refused the credentials") || errors.Is(err, secrets.ErrNotFound) {
+				t.Errorf("error %v; want the credentials refused", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted service account's token still reads the Secret")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
