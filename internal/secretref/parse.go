@@ -145,6 +145,11 @@ func parse(raw string, scheme Scheme, rest string) (Ref, error) {
 	if err != nil {
 		return Ref{}, malformed(raw, "%v", err)
 	}
+	// A KV secret is a map: without #KEY the variable would get every key
+	// of it, which is never what one variable is for.
+	if scheme == Vault && ref.Key == "" {
+		return Ref{}, malformed(raw, "a vault reference needs #KEY (a KV secret holds several keys)")
+	}
 	return ref, nil
 }
 

@@ -11,8 +11,11 @@ import (
 
 	"github.com/sekisho/sekisho/internal/secretref"
 	"github.com/sekisho/sekisho/internal/secrets"
+	"github.com/sekisho/sekisho/internal/secrets/aws"
 	"github.com/sekisho/sekisho/internal/secrets/file"
+	"github.com/sekisho/sekisho/internal/secrets/gcp"
 	"github.com/sekisho/sekisho/internal/secrets/kube"
+	"github.com/sekisho/sekisho/internal/secrets/vault"
 )
 
 // Constructor builds a store from the environment (getenv).
@@ -27,8 +30,26 @@ var constructors = map[secretref.Scheme]Constructor{
 	secretref.Kubernetes: func(ctx context.Context, getenv func(string) string) (secrets.Provider, error) {
 		return nilIfErr(kube.New(ctx, kube.OptionsFromEnv(getenv)))
 	},
-	// The Vault/OpenBao, AWS (Secrets Manager, Parameter Store) and GCP
-	// stores register here, one line each.
+	secretref.Vault: func(ctx context.Context, getenv func(string) string) (secrets.Provider, error) {
+		return nilIfErr(vault.New(ctx, vault.OptionsFromEnv(getenv)))
+	},
+	// One AWS store serves Secrets Manager and Parameter Store (storeOf),
+	// so both share one credentials cache and one STS exchange.
+	secretref.AWSSecretsManager: func(ctx context.Context, getenv func(string) string) (secrets.Provider, error) {
+		return nilIfErr(aws.New(ctx, aws.OptionsFromEnv(getenv)))
+	},
+	secretref.GCPSecretManager: func(ctx context.Context, getenv func(string) string) (secrets.Provider, error) {
+		return nilIfErr(gcp.New(ctx, gcp.OptionsFromEnv(getenv)))
+	},
+}
+
+// storeOf is the store behind a scheme: the scheme itself, except that
+// both AWS schemes are the one AWS store.
+func storeOf(scheme secretref.Scheme) secretref.Scheme {
+	if scheme == secretref.AWSParameterStore {
+		return secretref.AWSSecretsManager
+	}
+	return scheme
 }
 
 // nilIfErr turns a constructor's (*P, error) into (secrets.Provider,
@@ -70,6 +91,7 @@ func NewWith(getenv func(string) string, cs map[secretref.Scheme]Constructor) *S
 // (with that call's ctx); later calls, concurrent or not, share the store
 // or its construction error. It has the signature of secrets.Providers.
 func (s *Set) Provider(ctx context.Context, scheme secretref.Scheme) (secrets.Provider, error) {
+	scheme = storeOf(scheme)
 	s.mu.Lock()
 	e := s.built[scheme]
 	if e == nil {
