@@ -7,6 +7,7 @@
 package secretexec
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/secretref"
@@ -68,7 +70,26 @@ type Options struct {
 	Stderr io.Writer
 	// Providers are the stores; those of stores.New over Environ if nil.
 	Providers secrets.Providers
+	// Refresh, when not zero, resolves the references again at this
+	// interval and restarts the program when a value changed, so a
+	// rotated secret reaches it. It implies Supervise.
+	Refresh time.Duration
+	// StopSignal asks the program to stop before a restart; SIGTERM if
+	// zero.
+	StopSignal syscall.Signal
+	// Grace is how long the program has to stop before its process group
+	// is killed; DefaultGrace if zero.
+	Grace time.Duration
+
+	// ticks replaces the Refresh clock in tests.
+	ticks <-chan time.Time
+	// refreshed, in tests, learns how each refresh ended.
+	refreshed func(outcome string)
 }
+
+// DefaultGrace is the time a program has to stop before a restart, as
+// long as Kubernetes gives a pod by default.
+const DefaultGrace = 30 * time.Second
 
 // Prepared is the program's environment once every reference resolved.
 type Prepared struct {
@@ -78,6 +99,11 @@ type Prepared struct {
 	// TempFiles are the tempfile destinations written, which supervise
 	// mode removes when the program ends.
 	TempFiles []string
+
+	refs      []found
+	providers secrets.Providers
+	values    [][]byte // resolved, indexed as refs
+	paths     []string // destination files, indexed as refs
 }
 
 // Failure is one variable whose reference did not resolve.
@@ -93,11 +119,17 @@ type FailedError struct {
 }
 
 func (e *FailedError) Error() string {
-	lines := make([]string, len(e.Failures))
-	for i, f := range e.Failures {
+	return describe(e.Failures, "the program was not started")
+}
+
+// describe lists the failures, one variable and its reference a line,
+// after a line that counts them and says what follows from them.
+func describe(fs []Failure, consequence string) string {
+	lines := make([]string, len(fs))
+	for i, f := range fs {
 		lines[i] = f.Var + ": " + f.Err.Error()
 	}
-	return fmt.Sprintf("%d secret reference(s) did not resolve; the program was not started:\n  %s", len(e.Failures), strings.Join(lines, "\n  "))
+	return fmt.Sprintf("%d secret reference(s) did not resolve; %s:\n  %s", len(fs), consequence, strings.Join(lines, "\n  "))
 }
 
 type found struct {
@@ -133,49 +165,107 @@ func Prepare(ctx context.Context, opts Options) (*Prepared, error) {
 	if providers == nil {
 		providers = stores.New(getenv(opts.Environ)).Provider
 	}
-	list := make([]secretref.Ref, len(refs))
-	for i, f := range refs {
-		list[i] = f.ref
-	}
+	p := &Prepared{Env: env, refs: refs, providers: providers}
 	var values [][]byte
-	var errs []error
-	if len(list) > 0 {
-		values, errs = secrets.Resolver{Providers: providers, Timeout: opts.Timeout}.Resolve(ctx, list)
-	}
-	for i, err := range errs {
-		if err != nil {
-			failures = append(failures, Failure{refs[i].name, err})
-		}
+	if len(refs) > 0 {
+		var more []Failure
+		values, more = p.resolve(ctx, opts.Timeout)
+		failures = append(failures, more...)
 	}
 	if len(failures) > 0 {
 		sortFailures(failures, opts.Environ)
 		return nil, &FailedError{failures}
 	}
-	p := &Prepared{Env: env}
-	var written []string
+	paths, failures := p.write(values, nil, opts)
+	if len(failures) > 0 {
+		return nil, &FailedError{failures}
+	}
 	for i, f := range refs {
 		value := values[i]
 		if f.ref.Destination != "" {
-			path, err := writeDestination(f.ref, value, opts)
-			if err != nil {
-				failures = append(failures, Failure{f.name, err})
-				continue
-			}
-			written = append(written, path)
+			value = []byte(paths[i])
 			if f.ref.Destination == secretref.TempFile {
-				p.TempFiles = append(p.TempFiles, path)
+				p.TempFiles = append(p.TempFiles, paths[i])
 			}
-			value = []byte(path)
 		}
 		env[f.index] = f.name + "=" + string(value)
 	}
-	if len(failures) > 0 {
-		for _, path := range written {
-			_ = os.Remove(path)
-		}
-		return nil, &FailedError{failures}
-	}
+	p.values, p.paths = values, paths
 	return p, nil
+}
+
+// resolve fetches every reference again with the same stores (whose
+// credentials they keep), returning the values in the order of p.refs or
+// the variables that failed.
+func (p *Prepared) resolve(ctx context.Context, timeout time.Duration) ([][]byte, []Failure) {
+	list := make([]secretref.Ref, len(p.refs))
+	for i, f := range p.refs {
+		list[i] = f.ref
+	}
+	values, errs := secrets.Resolver{Providers: p.providers, Timeout: timeout}.Resolve(ctx, list)
+	var failures []Failure
+	for i, err := range errs {
+		if err != nil {
+			failures = append(failures, Failure{p.refs[i].name, err})
+		}
+	}
+	return values, failures
+}
+
+// write writes the value of every reference with a destination and
+// returns the paths, indexed as p.refs. With old paths (a refresh) each
+// file is replaced where it is, so the variable keeps its path; without,
+// tempfiles are new. On failure it removes the new files it wrote.
+func (p *Prepared) write(values [][]byte, old []string, opts Options) ([]string, []Failure) {
+	paths := make([]string, len(p.refs))
+	var written []string
+	var failures []Failure
+	for i, f := range p.refs {
+		if f.ref.Destination == "" {
+			continue
+		}
+		var path string
+		var err error
+		if old != nil {
+			path, err = writeFile(f.ref, filepath.Dir(old[i]), old[i], values[i])
+		} else {
+			path, err = writeDestination(f.ref, values[i], opts)
+			if err == nil {
+				written = append(written, path)
+			}
+		}
+		if err != nil {
+			failures = append(failures, Failure{f.name, err})
+			continue
+		}
+		paths[i] = path
+	}
+	if len(failures) > 0 {
+		removeAll(written)
+	}
+	return paths, failures
+}
+
+// changed names the variables whose value differs from the one the
+// program was started with.
+func (p *Prepared) changed(values [][]byte) []string {
+	var names []string
+	for i, v := range values {
+		if !bytes.Equal(v, p.values[i]) {
+			names = append(names, p.refs[i].name)
+		}
+	}
+	return names
+}
+
+// update sets the values and environment a restarted program gets.
+func (p *Prepared) update(values [][]byte) {
+	for i, f := range p.refs {
+		if f.ref.Destination == "" {
+			p.Env[f.index] = f.name + "=" + string(values[i])
+		}
+	}
+	p.values = values
 }
 
 // sortFailures orders failures as their variables appear in the
@@ -277,8 +367,8 @@ func Run(ctx context.Context, opts Options) int {
 		fmt.Fprintf(stderr, "sekisho exec: %v\n", err)
 		return ExitNotFound
 	}
-	if opts.Supervise || os.Getpid() == 1 {
-		return supervise(path, opts.Args, p, stderr)
+	if opts.Supervise || opts.Refresh > 0 || os.Getpid() == 1 {
+		return supervise(ctx, path, opts, p, stderr)
 	}
 	err = execve(path, opts.Args, p.Env)
 	// Still here: the program did not start.
