@@ -561,3 +561,52 @@ echo reaped; ` + trapScript
 		t.Fatalf("did not end:\n%s", out)
 	}
 }
+
+// TestExecRefresh: with --refresh the binary resolves again on its own
+// clock and restarts the program when the secret file changed; the
+// restarted program sees the new value. A program that exits ends
+// sekisho with its status.
+func TestExecRefresh(t *testing.T) {
+	dir := t.TempDir()
+	secret := testutil.WriteFile(t, dir, "password", []byte(filePassword))
+	seen := filepath.Join(dir, "seen")
+	script := `echo "$DB_PASSWORD" >> "$1"; ` + trapScript
+	p := startExec(t, baseEnv("DB_PASSWORD=sekisho+file://"+secret), "--refresh", "50ms", "--", "sh", "-c", script, "sh", seen)
+	read := func() string { b, _ := os.ReadFile(seen); return string(b) }
+	waitFor(t, "the program to start", func() bool { return read() == filePassword+"\n" })
+	testutil.WriteFile(t, dir, "password", []byte("rotated-value"))
+	waitFor(t, "the program to restart with the new value", func() bool { return read() == filePassword+"\nrotated-value\n" })
+	if !strings.Contains(p.out.String(), "refresh: DB_PASSWORD changed; restarting the program") {
+		t.Errorf("output %q; want the restart named", p.out.String())
+	}
+	// The restarted program stops on SIGTERM sent to sekisho: 42.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if ws := p.wait(t); !ws.Exited() || ws.ExitStatus() != 42 {
+		t.Errorf("status %v; want the program's 42", ws)
+	}
+	assertNoSecrets(t, p.out.String())
+
+	if code, out := execRun(t, baseEnv("DB_PASSWORD=sekisho+file://"+secret), "--refresh", "1h", "--", "sh", "-c", "exit 3"); code != 3 {
+		t.Errorf("exit %d; want the program's 3: %s", code, out)
+	}
+}
+
+// TestExecRefreshFlags: a bad --stop-signal or --grace is a usage error;
+// the program does not start.
+func TestExecRefreshFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--refresh", "1m", "--stop-signal", "NOPE"}, `--stop-signal: unknown signal "NOPE"`},
+		{[]string{"--refresh", "1m", "--grace", "0s"}, "--grace must be positive"},
+		{[]string{"--refresh", "-1m"}, "--refresh must not be negative"},
+	} {
+		code, out := execRun(t, baseEnv(), append(tt.args, "--", "sh", "-c", "echo PROGRAM-RAN")...)
+		if code != 2 || !strings.Contains(out, tt.want) || strings.Contains(out, "PROGRAM-RAN") {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tt.args, code, out, tt.want)
+		}
+	}
+}
