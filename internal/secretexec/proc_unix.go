@@ -160,6 +160,7 @@ func supervise(ctx context.Context, path string, opts Options, p *Prepared, stde
 			}
 			killTimer = time.NewTimer(grace)
 			kill = killTimer.C
+			note("stopping")
 		case <-kill:
 			kill = nil
 			fmt.Fprintf(stderr, "sekisho exec: the program did not stop within %v of %s; killing its process group\n", grace, unix.SignalName(stopSig))

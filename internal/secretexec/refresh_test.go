@@ -108,7 +108,8 @@ func (r *refreshRun) waitSeen(t *testing.T, n int) [][]string {
 	}
 }
 
-// tick runs one refresh and returns how it ended.
+// tick runs one refresh and returns how it ended ("stopping" is
+// followed by "restarted", which tick also waits for).
 func (r *refreshRun) tick(t *testing.T) string {
 	t.Helper()
 	select {
@@ -116,6 +117,14 @@ func (r *refreshRun) tick(t *testing.T) string {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the supervisor did not take the tick")
 	}
+	if o := r.outcome(t); o != "stopping" {
+		return o
+	}
+	return r.outcome(t)
+}
+
+func (r *refreshRun) outcome(t *testing.T) string {
+	t.Helper()
 	select {
 	case o := <-r.outcomes:
 		return o
@@ -226,5 +235,35 @@ func TestRefreshKillsAfterGrace(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr.String(), "the program did not stop within 200ms of SIGTERM; killing its process group") {
 		t.Errorf("stderr %q; want the kill explained", r.stderr)
+	}
+}
+
+// TestRefreshStoppedDuringRestart: a SIGTERM sent to sekisho while a
+// restart waits for the program to stop is forwarded, and the program's
+// end is sekisho's: no new program starts.
+func TestRefreshStoppedDuringRestart(t *testing.T) {
+	// WINCH is ignored by sh and sleep: the program does not stop for it.
+	r := startRefresh(t, Options{StopSignal: syscall.SIGWINCH, Grace: time.Minute}, "exit 5")
+	testutil.WriteFile(t, r.dir, "password", []byte("pw-two-s3cr3t"))
+	r.ticks <- time.Now()
+	if o := r.outcome(t); o != "stopping" {
+		t.Fatalf("refresh after the rotation: %s", o)
+	}
+	// The supervisor catches every signal while it runs: this reaches
+	// the program, not the test.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-r.code:
+		r.code <- code
+		if code != 5 {
+			t.Errorf("exit %d; want the program's 5", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("sekisho did not end with the program")
+	}
+	if s := r.seen(t); len(s) != 1 {
+		t.Errorf("a program started after sekisho was stopped: %v", s)
 	}
 }
