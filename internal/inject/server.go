@@ -2,13 +2,9 @@ package inject
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,16 +24,10 @@ type Config = injectconf.Config
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	tls      *tls.Config
-	certs    *listen.CertReloader
+	svc      *listen.Service
 	client   kubernetes.Interface
 	registry *Registry
-	limits   listen.Limits
 	current  atomic.Pointer[Injector]
-
-	mu   sync.Mutex
-	srv  *http.Server
-	addr string
 }
 
 // New checks cfg and builds the API client (cfg.Kubeconfig, else the
@@ -68,7 +58,15 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Server, er
 			return nil, fmt.Errorf("kube.injector: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, log: log, tls: b.TLS, certs: b.Certs, client: client, registry: &Registry{}}
+	s := &Server{cfg: cfg, log: log, client: client, registry: &Registry{}}
+	s.svc = &listen.Service{
+		Name: "injector", Addr: cfg.Listen, TLS: b.TLS, Certs: b.Certs, Log: log,
+		// kube-apiserver waits at most 30 s for an admission webhook.
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		Handler:      s.Handler(),
+		Attrs:        []any{"path", Path},
+	}
 	s.Apply(cfg)
 	return s, nil
 }
@@ -82,7 +80,7 @@ func (s *Server) Apply(cfg Config) {
 }
 
 // SetLimits applies the gateway's listener limits; call it before Start.
-func (s *Server) SetLimits(l listen.Limits) { s.limits = l }
+func (s *Server) SetLimits(l listen.Limits) { s.svc.Limits = l }
 
 // Handler answers POST Path with the current settings.
 func (s *Server) Handler() http.Handler {
@@ -92,58 +90,11 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Start binds the listener and serves in the background until Shutdown.
-func (s *Server) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("injector listener %s: %w", s.cfg.Listen, err)
-	}
-	s.addr = ln.Addr().String()
-	ln = tls.NewListener(ln, s.tls)
-	l := s.limits.WithDefaults()
-	s.srv = &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: l.ReadHeaderTimeout,
-		// kube-apiserver waits at most 30 s for an admission webhook.
-		ReadTimeout:    l.ReadHeaderTimeout + 10*time.Second,
-		WriteTimeout:   30 * time.Second,
-		IdleTimeout:    l.IdleTimeout,
-		MaxHeaderBytes: l.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	go func(srv *http.Server, ln net.Listener) {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("injector listener stopped", "addr", s.addr, "error", err)
-		}
-	}(s.srv, ln)
-	if s.certs != nil {
-		if err := s.certs.Watch(); err != nil {
-			s.log.Warn("injector TLS certificate files are not watched; restart to renew", "error", err)
-		}
-	}
-	s.log.Info("injector listening", "addr", s.addr, "path", Path, "client_certificates", s.tls.ClientAuth == tls.RequireAndVerifyClientCert)
-	return nil
-}
+func (s *Server) Start(ctx context.Context) error { return s.svc.Start(ctx) }
 
 // Addr is the bound address ("" before Start).
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() string { return s.svc.BoundAddr() }
 
 // Shutdown stops accepting reviews and waits for those in flight until
 // ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	s.certs.Close()
-	if srv == nil {
-		return nil
-	}
-	return srv.Shutdown(ctx)
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.svc.Shutdown(ctx) }

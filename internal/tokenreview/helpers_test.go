@@ -77,7 +77,7 @@ func serveSnapshot(t testing.TB, env *configtest.Env, snap *snapshot.Snapshot, c
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	scheme := "http"
-	if srv.tls != nil {
+	if srv.svc.TLS != nil {
 		scheme = "https"
 	}
 	return &fixture{env: env, snap: snap, srv: srv, url: scheme + "://" + srv.Addr() + Path}

@@ -13,16 +13,13 @@ package tokenreview
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/listen"
@@ -54,16 +51,10 @@ type Server struct {
 	cfg     Config
 	current func() *snapshot.Snapshot
 	log     *slog.Logger
-	tls     *tls.Config
-	certs   *listen.CertReloader
-	limits  Limits
+	svc     *listen.Service
 	// OnReview, when set before Start, is called after every review with
 	// its result and duration (metrics).
 	OnReview func(result string, d time.Duration)
-
-	mu   sync.Mutex
-	srv  *http.Server
-	addr string
 }
 
 // New checks cfg's listener settings (address, TLS files) without opening
@@ -80,69 +71,29 @@ func New(cfg Config, current func() *snapshot.Snapshot, log *slog.Logger) (*Serv
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("kube.webhook: %w", listen.Problems(ps))
 	}
-	return &Server{cfg: cfg, current: current, log: log, tls: b.TLS, certs: b.Certs}, nil
+	s := &Server{cfg: cfg, current: current, log: log}
+	s.svc = &listen.Service{
+		Name: "token webhook", Addr: cfg.Listen, TLS: b.TLS, Certs: b.Certs, Log: log,
+		// A review is small: the whole request must arrive promptly.
+		ReadTimeout: 10 * time.Second,
+		Handler:     s.Handler(),
+		Attrs:       []any{"path", Path},
+	}
+	return s, nil
 }
 
 // SetLimits applies the gateway's listener limits; call it before Start.
-func (s *Server) SetLimits(l Limits) { s.limits = l }
+func (s *Server) SetLimits(l Limits) { s.svc.Limits = l }
 
 // Start binds the listener and serves in the background until Shutdown.
-func (s *Server) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("token webhook listener %s: %w", s.cfg.Listen, err)
-	}
-	s.addr = ln.Addr().String()
-	if s.tls != nil {
-		ln = tls.NewListener(ln, s.tls)
-	}
-	l := s.limits.WithDefaults()
-	s.srv = &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: l.ReadHeaderTimeout,
-		// A review is small: the whole request must arrive promptly.
-		ReadTimeout:    l.ReadHeaderTimeout + 10*time.Second,
-		IdleTimeout:    l.IdleTimeout,
-		MaxHeaderBytes: l.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	go func(srv *http.Server, ln net.Listener) {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("token webhook listener stopped", "addr", s.addr, "error", err)
-		}
-	}(s.srv, ln)
-	if s.certs != nil {
-		if err := s.certs.Watch(); err != nil {
-			s.log.Warn("token webhook TLS certificate files are not watched; restart to renew", "error", err)
-		}
-	}
-	s.log.Info("token webhook listening", "addr", s.addr, "path", Path, "tls", s.tls != nil, "client_certificates", s.tls != nil && s.tls.ClientAuth == tls.RequireAndVerifyClientCert)
-	return nil
-}
+func (s *Server) Start(ctx context.Context) error { return s.svc.Start(ctx) }
 
 // Addr is the bound address ("" before Start).
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() string { return s.svc.BoundAddr() }
 
 // Shutdown stops accepting reviews and waits for those in flight until ctx
 // ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	s.certs.Close()
-	if srv == nil {
-		return nil
-	}
-	return srv.Shutdown(ctx)
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.svc.Shutdown(ctx) }
 
 // Handler answers POST Path.
 func (s *Server) Handler() http.Handler {
