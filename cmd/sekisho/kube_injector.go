@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 
 	"github.com/sekisho/sekisho/internal/config"
@@ -39,10 +38,7 @@ func cmdKubeInjectorManifests(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	in := file.Kube.Injector
-	if *caFile == "" && in.TLS != nil {
-		*caFile = in.TLS.CertFile
-	}
-	if o.CABundle, err = os.ReadFile(*caFile); err != nil {
+	if o.CABundle, err = in.TLS.CABundle(*caFile); err != nil {
 		fmt.Fprintf(stderr, "sekisho kube injector-manifests: CA bundle: %v\n", err)
 		return 1
 	}

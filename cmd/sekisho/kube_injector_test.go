@@ -30,7 +30,10 @@ func TestKubeInjectorManifests(t *testing.T) {
 			"kind: MutatingWebhookConfiguration", "failurePolicy: Fail", "sideEffects: None", "port: 9443", "namespace: sekisho",
 			"kind: ValidatingAdmissionPolicy\n", "kind: ValidatingAdmissionPolicyBinding", "kind: ClusterRole\n", "- configmaps", "- kube-system",
 		}, ""},
-		{"url", []string{"--config", cfg, "--url", "https://10.0.0.5:9443/mutate"}, 0, []string{"url: https://10.0.0.5:9443/mutate"}, ""},
+		{"url", []string{"--config", cfg, "--url", "https://10.0.0.5:9443/mutate", "--ca-file", caFile}, 0, []string{"url: https://10.0.0.5:9443/mutate"}, ""},
+		// A leaf signed by a CA is no CA bundle: kube-apiserver would trust
+		// nothing else that CA signed, and nothing after a renewal.
+		{"leaf without its CA", []string{"--config", cfg}, 1, nil, "give that CA with --ca-file"},
 		{"no injector section", []string{"--config", none, "--ca-file", caFile}, 1, nil, "has no kube.injector section"},
 		{"no config", nil, 2, nil, "usage: sekisho kube injector-manifests"},
 	} {

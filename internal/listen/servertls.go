@@ -2,7 +2,12 @@ package listen
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -72,4 +77,63 @@ func (l Limits) WithDefaults() Limits {
 		l.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	return l
+}
+
+// CABundle is what a client (kube-apiserver calling a webhook) must trust
+// to verify this listener: the certificates of caFile when given, else the
+// last certificate of CertFile's chain when it signed itself. A leaf that a
+// CA signed is not a CA bundle: the error asks for caFile. t may be nil (no
+// TLS configured): then only caFile can say.
+func (t *ServerTLS) CABundle(caFile string) ([]byte, error) {
+	if caFile != "" {
+		return ReadPEM(caFile, "CERTIFICATE")
+	}
+	if t == nil || t.CertFile == "" {
+		return nil, errors.New("no certificate is configured: give the CA file")
+	}
+	data, err := os.ReadFile(t.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("read tls.cert_file: %w", err)
+	}
+	var last *pem.Block
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			last = b
+		}
+	}
+	if last == nil {
+		return nil, fmt.Errorf("tls.cert_file %s holds no certificate", t.CertFile)
+	}
+	c, err := x509.ParseCertificate(last.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file %s: %w", t.CertFile, err)
+	}
+	if c.CheckSignatureFrom(c) != nil {
+		return nil, fmt.Errorf("tls.cert_file %s is signed by a CA it does not contain: give that CA with --ca-file", t.CertFile)
+	}
+	return pem.EncodeToMemory(last), nil
+}
+
+// ReadPEM reads a PEM file and checks it holds a block of the wanted type
+// ("" for any: keys come in several), for files put into kubeconfigs and
+// manifests, where a wrong file would only fail later, elsewhere.
+func ReadPEM(file, want string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || (want != "" && b.Type != want) {
+		what := "PEM data"
+		if want != "" {
+			what = "PEM " + want
+		}
+		return nil, fmt.Errorf("%s holds no %s", file, what)
+	}
+	return data, nil
 }

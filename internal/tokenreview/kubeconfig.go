@@ -1,17 +1,16 @@
 package tokenreview
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sekisho/sekisho/internal/listen"
 )
 
 // KubeconfigOptions describe how kube-apiserver reaches the webhook.
@@ -39,7 +38,7 @@ func Kubeconfig(cfg Config, o KubeconfigOptions) ([]byte, error) {
 	}
 	cluster := clientcmdv1.Cluster{Server: server}
 	if u, _ := url.Parse(server); u.Scheme == "https" {
-		ca, err := caBundle(cfg, o.CAFile)
+		ca, err := cfg.TLS.CABundle(o.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -50,10 +49,10 @@ func Kubeconfig(cfg Config, o KubeconfigOptions) ([]byte, error) {
 	case (o.ClientCertFile == "") != (o.ClientKeyFile == ""):
 		return nil, errors.New("give --client-cert and --client-key together")
 	case o.ClientCertFile != "":
-		if user.ClientCertificateData, err = readPEM(o.ClientCertFile, "CERTIFICATE"); err != nil {
+		if user.ClientCertificateData, err = listen.ReadPEM(o.ClientCertFile, "CERTIFICATE"); err != nil {
 			return nil, err
 		}
-		if user.ClientKeyData, err = readPEM(o.ClientKeyFile, ""); err != nil {
+		if user.ClientKeyData, err = listen.ReadPEM(o.ClientKeyFile, ""); err != nil {
 			return nil, err
 		}
 	case cfg.TLS != nil && cfg.TLS.ClientCAFile != "":
@@ -102,57 +101,3 @@ func serverURL(cfg Config, server string) (string, error) {
 	return u.String(), nil
 }
 
-// caBundle is the CA file's certificates, or the last certificate of the
-// webhook's own chain when that one signed itself.
-func caBundle(cfg Config, caFile string) ([]byte, error) {
-	if caFile != "" {
-		return readPEM(caFile, "CERTIFICATE")
-	}
-	if cfg.TLS == nil || cfg.TLS.CertFile == "" {
-		return nil, errors.New("the webhook serves https but no certificate is configured: give --ca-file")
-	}
-	data, err := os.ReadFile(cfg.TLS.CertFile)
-	if err != nil {
-		return nil, fmt.Errorf("read tls.cert_file: %w", err)
-	}
-	var last *pem.Block
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type == "CERTIFICATE" {
-			last = b
-		}
-	}
-	if last == nil {
-		return nil, fmt.Errorf("tls.cert_file %s holds no certificate", cfg.TLS.CertFile)
-	}
-	c, err := x509.ParseCertificate(last.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("tls.cert_file %s: %w", cfg.TLS.CertFile, err)
-	}
-	if c.CheckSignatureFrom(c) != nil {
-		return nil, fmt.Errorf("tls.cert_file %s is signed by a CA it does not contain: give that CA with --ca-file", cfg.TLS.CertFile)
-	}
-	return pem.EncodeToMemory(last), nil
-}
-
-// readPEM reads a PEM file and checks it holds a block of the wanted type
-// ("" for any: keys come in several).
-func readPEM(file, want string) ([]byte, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := pem.Decode(data)
-	if b == nil || (want != "" && b.Type != want) {
-		what := "PEM data"
-		if want != "" {
-			what = "PEM " + want
-		}
-		return nil, fmt.Errorf("%s holds no %s", file, what)
-	}
-	return data, nil
-}
