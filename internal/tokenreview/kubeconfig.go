@@ -100,4 +100,3 @@ func serverURL(cfg Config, server string) (string, error) {
 	}
 	return u.String(), nil
 }
-
