@@ -161,12 +161,32 @@ else
 			sed -E 's#^(.*)/[^/]*_test\.go:func (Fuzz[[:alnum:]_]*)\(.*#\1 \2#' |
 			sort -u
 	)
+	flaked=0
 	for target in "${targets[@]}"; do
 		read -r dir name <<<"$target"
 		log "fuzz $name in $dir for $FUZZTIME"
-		no_leaks go test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" "$dir"
+		for attempt in 1 2; do
+			out=$tooldir/fuzz.out
+			rc=0
+			no_leaks go test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" "$dir" 2>&1 | tee "$out" || rc=$?
+			((rc == 0)) && break
+			# Go 1.26's fuzz coordinator can fail a target with a bare
+			# "context deadline exceeded" when -fuzztime ends while a worker
+			# is busy (go.dev/issue/75804, fixed in Go 1.27): no input is
+			# written and nothing reproduces. A real finding writes its
+			# input ("Failing input written to") and fails at once.
+			if grep -q 'Failing input written to' "$out" || ! grep -q '^    context deadline exceeded$' "$out"; then
+				die "fuzz $name in $dir failed (see above)"
+			fi
+			if ((attempt == 2)); then
+				warn "fuzz $name: the fuzzing engine's shutdown race (go.dev/issue/75804) twice, no failing input; counted as a flake"
+				flaked=$((flaked + 1))
+			else
+				warn "fuzz $name: the fuzzing engine's shutdown race (go.dev/issue/75804), no failing input; running it again"
+			fi
+		done
 	done
-	step="fuzz (${#targets[@]} targets)"
+	step="fuzz (${#targets[@]} targets, $flaked engine flakes)"
 	finish
 fi
 
