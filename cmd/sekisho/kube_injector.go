@@ -27,17 +27,12 @@ func cmdKubeInjectorManifests(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: sekisho kube injector-manifests --config FILE [--namespace NS] [--service NAME | --url URL] [--ca-file F]")
 		return 2
 	}
-	snap, file, err := config.LoadFile(*cfg, config.Options{})
-	if err != nil {
-		printConfigError(stderr, err)
-		return 1
-	}
-	snap.Close()
-	if file.Kube == nil || file.Kube.Injector == nil {
-		fmt.Fprintf(stderr, "sekisho kube injector-manifests: %s has no kube.injector section\n", *cfg)
+	file, ok := loadKubeSection("injector-manifests", *cfg, "injector", func(k *config.Kube) bool { return k.Injector != nil }, stderr)
+	if !ok {
 		return 1
 	}
 	in := file.Kube.Injector
+	var err error
 	if o.CABundle, err = in.TLS.CABundle(*caFile); err != nil {
 		fmt.Fprintf(stderr, "sekisho kube injector-manifests: CA bundle: %v\n", err)
 		return 1

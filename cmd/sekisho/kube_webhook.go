@@ -25,14 +25,8 @@ func cmdKubeWebhookConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: sekisho kube webhook-config --config FILE [--server URL] [--ca-file F] [--client-cert F --client-key F]")
 		return 2
 	}
-	snap, file, err := config.LoadFile(*cfg, config.Options{})
-	if err != nil {
-		printConfigError(stderr, err)
-		return 1
-	}
-	snap.Close()
-	if file.Kube == nil || file.Kube.Webhook == nil {
-		fmt.Fprintf(stderr, "sekisho kube webhook-config: %s has no kube.webhook section\n", *cfg)
+	file, ok := loadKubeSection("webhook-config", *cfg, "webhook", func(k *config.Kube) bool { return k.Webhook != nil }, stderr)
+	if !ok {
 		return 1
 	}
 	out, err := tokenreview.Kubeconfig(*file.Kube.Webhook, o)
@@ -42,4 +36,21 @@ func cmdKubeWebhookConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	_, _ = stdout.Write(out)
 	return 0
+}
+
+// loadKubeSection loads path for a `sekisho kube` command that needs only
+// the decoded file (the snapshot is closed at once), and checks that it
+// has the kube section named section (has reports it).
+func loadKubeSection(cmd, path, section string, has func(*config.Kube) bool, stderr io.Writer) (*config.File, bool) {
+	snap, file, err := config.LoadFile(path, config.Options{})
+	if err != nil {
+		printConfigError(stderr, err)
+		return nil, false
+	}
+	snap.Close()
+	if file.Kube == nil || !has(file.Kube) {
+		fmt.Fprintf(stderr, "sekisho kube %s: %s has no kube.%s section\n", cmd, path, section)
+		return nil, false
+	}
+	return file, true
 }
