@@ -22,7 +22,6 @@ type Config = injectconf.Config
 // Server is the injector's HTTPS listener. Its listener (address, TLS
 // files) is read at start; Apply changes the rest while it runs.
 type Server struct {
-	cfg      Config
 	log      *slog.Logger
 	svc      *listen.Service
 	client   kubernetes.Interface
@@ -58,7 +57,7 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Server, er
 			return nil, fmt.Errorf("kube.injector: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, log: log, client: client, registry: &Registry{}}
+	s := &Server{log: log, client: client, registry: &Registry{}}
 	s.svc = &listen.Service{
 		Name: "injector", Addr: cfg.Listen, TLS: b.TLS, Certs: b.Certs, Log: log,
 		// kube-apiserver waits at most 30 s for an admission webhook.

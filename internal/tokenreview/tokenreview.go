@@ -48,7 +48,6 @@ const (
 
 // Server answers TokenReviews on the current configuration snapshot.
 type Server struct {
-	cfg     Config
 	current func() *snapshot.Snapshot
 	log     *slog.Logger
 	svc     *listen.Service
@@ -71,7 +70,7 @@ func New(cfg Config, current func() *snapshot.Snapshot, log *slog.Logger) (*Serv
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("kube.webhook: %w", listen.Problems(ps))
 	}
-	s := &Server{cfg: cfg, current: current, log: log}
+	s := &Server{current: current, log: log}
 	s.svc = &listen.Service{
 		Name: "token webhook", Addr: cfg.Listen, TLS: b.TLS, Certs: b.Certs, Log: log,
 		// A review is small: the whole request must arrive promptly.
