@@ -68,6 +68,11 @@ type Options struct {
 	// owns one for its lifetime (a reload may rebuild a provider while the
 	// verifier is kept). When nil, each compile has its own.
 	Builtins *devidp.Router
+	// Resources returns the routes of the Route objects the watcher sees,
+	// compiled besides the file's when it has kube.resources. A resource
+	// that does not compile, or loses a conflict, is reported in the
+	// snapshot's Resources and left out; it never fails the compile.
+	Resources func() []ResourceRoute
 	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
 	HTTPClient *http.Client
 	// Context bounds the background work of the parts a compile starts
@@ -186,6 +191,13 @@ type compiler struct {
 	refs     *reuse.Refs // the references the snapshot being compiled takes
 	root     *yaml.Node
 	problems []Problem
+	// scope is set on the compiler of a route from a Kubernetes resource:
+	// what that route may reach.
+	scope *resourceScope
+	// Set once the global sections are compiled, for compileRoute.
+	env    *authz.Env
+	file   *File
+	hidden *normalize.HeaderSet
 }
 
 // addf records a problem located at the node for path.
@@ -267,6 +279,7 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	c.checkDecision(f)
 	c.checkKubeWebhook(f)
 	c.checkKubeInjector(f)
+	c.checkKubeResources(f)
 	c.defaults(f)
 
 	trust, err := normalize.NewTrust(f.TrustedProxies)
@@ -294,7 +307,8 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	if webhookOnly(f) {
 		return s
 	}
-	if len(f.Routes) == 0 {
+	c.env, c.file, c.hidden = env, f, s.Hidden
+	if len(f.Routes) == 0 && (f.Kube == nil || f.Kube.Resources == nil) {
 		c.addf([]any{"routes"}, "no routes: add at least one (every request would get 404)")
 	}
 	names := make(map[string]int, len(f.Routes))
@@ -309,28 +323,15 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 		} else {
 			names[r.Name] = i
 		}
-		for name := range r.Match.Headers {
-			if s.Hidden.Matches(name) {
-				c.addf(append(at, "match", "headers", name), "%s is an identity, credential, method-override or forwarding header a client can forge (sekisho strips or consumes it; the client address is request.client_ip); a route cannot match on it", name)
-			}
-		}
-		compiled := &snapshot.Route{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, NoLoginRedirect: r.API, AllowPathParams: r.AllowPathParams,
-			AllowExtensionMethods: r.AllowExtensionMethods, AllowMethodOverride: r.AllowMethodOverride}
-		compiled.Upgrades = c.upgrades(r, at)
-		c.compilePolicy(env, r, compiled, at)
-		compiled.Upstream = c.pool(f, r, at)
-		rules = append(rules, route.Rule[*snapshot.Route]{
-			Name:       r.Name,
-			Hosts:      r.Match.hostList(),
-			Path:       r.Match.Path,
-			PathPrefix: r.Match.PathPrefix,
-			PathRegex:  r.Match.PathRegex,
-			Methods:    r.Match.Methods,
-			Headers:    headerMatches(r.Match.Headers),
-			Value:      compiled,
-		})
+		rules = append(rules, compileRoute(c, r, at))
 	}
 	if len(c.problems) > 0 {
+		return s
+	}
+	if c.opts.Resources != nil && f.Kube != nil && f.Kube.Resources != nil {
+		if table, ok := c.compileResources(s, f, rules, compileRoute); ok {
+			s.Routes = table
+		}
 		return s
 	}
 	table, err := route.New(rules)
@@ -340,6 +341,32 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	}
 	s.Routes = table
 	return s
+}
+
+// compileRoute compiles one route (of the file, or of a resource, whose
+// compiler has a scope) into its rule of the route table, recording
+// problems at paths under at.
+func compileRoute(c *compiler, r *Route, at []any) route.Rule[*snapshot.Route] {
+	for name := range r.Match.Headers {
+		if c.hidden.Matches(name) {
+			c.addf(append(at, "match", "headers", name), "%s is an identity, credential, method-override or forwarding header a client can forge (sekisho strips or consumes it; the client address is request.client_ip); a route cannot match on it", name)
+		}
+	}
+	compiled := &snapshot.Route{Name: r.Name, Public: r.Public, AllowEncodedSlash: r.AllowEncodedSlash, PassCredentials: r.PassCredentials, NoLoginRedirect: r.API, AllowPathParams: r.AllowPathParams,
+		AllowExtensionMethods: r.AllowExtensionMethods, AllowMethodOverride: r.AllowMethodOverride}
+	compiled.Upgrades = c.upgrades(r, at)
+	c.compilePolicy(c.env, r, compiled, at)
+	compiled.Upstream = c.pool(c.file, r, at)
+	return route.Rule[*snapshot.Route]{
+		Name:       r.Name,
+		Hosts:      r.Match.hostList(),
+		Path:       r.Match.Path,
+		PathPrefix: r.Match.PathPrefix,
+		PathRegex:  r.Match.PathRegex,
+		Methods:    r.Match.Methods,
+		Headers:    headerMatches(r.Match.Headers),
+		Value:      compiled,
+	}
 }
 
 // routeErrors locates each route-table error at the route it names.
@@ -379,7 +406,7 @@ func (c *compiler) pool(f *File, r *Route, at []any) *proxy.Pool {
 	}
 	backends := make([]proxy.Backend, 0, len(r.To))
 	for j, up := range r.To {
-		u, err := parseUpstream(up.URL)
+		u, err := c.upstreamURL(f, up.URL)
 		if err != nil {
 			c.addf(append(at, "to", j), "%v", err)
 			continue
@@ -476,6 +503,23 @@ func share[T any](refs *reuse.Refs, kind string, section any, files []string, bu
 	}
 	v, _, err := reuse.Get(refs, key, build)
 	return v, err
+}
+
+// upstreamURL parses a `to:` entry: a Service (service/...), or a URL the
+// proxy stage validates (scheme, host, no path), which a route from a
+// resource may name only with kube.resources.allow_urls.
+func (c *compiler) upstreamURL(f *File, raw string) (*url.URL, error) {
+	if strings.HasPrefix(raw, "service/") {
+		domain := DefaultClusterDomain
+		if f.Kube != nil && f.Kube.Resources != nil {
+			domain = f.Kube.Resources.ClusterDomain
+		}
+		return c.serviceUpstream(raw, domain)
+	}
+	if c.scope != nil && !c.scope.allowURLs {
+		return nil, fmt.Errorf("upstream %q: a route from a resource sends to a Service of its namespace (service/NAME:PORT); other upstreams need kube.resources.allow_urls in the gateway's configuration", raw)
+	}
+	return parseUpstream(raw)
 }
 
 // parseUpstream parses a `to:` URL; the proxy stage validates it (scheme,

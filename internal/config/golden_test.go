@@ -15,8 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/tools/txtar"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/sekisho/sekisho/internal/testutil"
 )
@@ -37,6 +39,10 @@ var update = flag.Bool("update", false, "rewrite the want sections of testdata/*
 //	other.key          the key of another certificate from the same CA
 //	ca.pem             the CA that issued them
 //	client.pem, client.key   a client certificate from that CA and its key
+//
+// Sections named resources/NAMESPACE/NAME.yaml are the specs of Route
+// objects (YAML, as in kubectl apply), created in the order they appear;
+// the report then ends with what became of each.
 //
 // Run `go test ./internal/config -run Golden -update` to rewrite the want
 // sections after changing a message, then read the diff.
@@ -108,8 +114,19 @@ func checkReport(t *testing.T, ar *txtar.Archive) string {
 		testutil.WriteFile(t, dir, name, data)
 	}
 	hasConfig := false
+	var resources []ResourceRoute
 	for _, f := range ar.Files {
 		if f.Name == "want" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(f.Name, "resources/"); ok {
+			ns, name, _ := strings.Cut(strings.TrimSuffix(rest, ".yaml"), "/")
+			spec, err := sigsyaml.YAMLToJSON(f.Data)
+			if err != nil {
+				t.Fatalf("%s: %v", f.Name, err)
+			}
+			resources = append(resources, ResourceRoute{Namespace: ns, Name: name, Generation: 1,
+				Created: time.Unix(int64(1_700_000_000+len(resources)), 0), Spec: spec})
 			continue
 		}
 		if _, ok := gen[f.Name]; ok {
@@ -125,12 +142,15 @@ func checkReport(t *testing.T, ar *txtar.Archive) string {
 		t.Fatal("no sekisho.yaml section")
 	}
 	t.Chdir(dir)
-	s, err := Load("sekisho.yaml", Options{})
+	s, err := Load("sekisho.yaml", Options{Resources: func() []ResourceRoute { return resources }})
 	var b strings.Builder
 	var cerr *Error
 	switch {
 	case err == nil:
 		fmt.Fprintf(&b, "sekisho.yaml: ok (%d routes)\n", s.Routes.Len())
+		for _, r := range s.Resources {
+			fmt.Fprintf(&b, "route %s/%s: %s: %s\n", r.Namespace, r.Name, r.Reason, r.Message)
+		}
 		s.Close()
 	case errors.As(err, &cerr):
 		for _, p := range cerr.Problems {

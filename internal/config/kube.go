@@ -17,6 +17,9 @@ type Kube struct {
 	// Injector runs the mutating admission webhook that wraps pods whose
 	// environment holds secret references with `sekisho exec`.
 	Injector *KubeInjector `yaml:"injector"`
+	// Resources reads routes from sekisho.io Route objects, watched
+	// through the API server, besides the file's.
+	Resources *KubeResources `yaml:"resources"`
 }
 
 // KubeInjector configures the admission webhook; package injectconf owns

@@ -43,6 +43,9 @@ type RuleError struct {
 	Index int // position in the slice given to New
 	Name  string
 	Err   error
+	// Winner names the earlier rule with the same conditions, when that
+	// is the error: the loader decides who wins by order.
+	Winner string
 }
 
 func (e *RuleError) Error() string {
@@ -152,7 +155,7 @@ func New[T any](rules []Rule[T]) (*Table[T], error) {
 		for _, h := range c.hosts {
 			key := strconv.Quote(h.name) + strconv.Itoa(int(h.kind)) + c.condKey
 			if prev, dup := owner[key]; dup {
-				errs = append(errs, &RuleError{Index: i, Name: r.Name,
+				errs = append(errs, &RuleError{Index: i, Name: r.Name, Winner: prev,
 					Err: fmt.Errorf("same match conditions as route %q%s, so it could never be chosen", prev, hostPhrase(h))})
 				continue
 			}

@@ -57,6 +57,11 @@ type Snapshot struct {
 	// without kube.webhook.
 	KubeWebhook *KubeWebhook
 
+	// Resources says what became of each route read from a Kubernetes
+	// Route object: served, or left out and why. The watcher writes it
+	// to the objects' status.
+	Resources []ResourceStatus
+
 	// WatchFiles lists the files besides the configuration whose change
 	// should reload it: API tokens, and the secret files, so that a
 	// rotated key takes effect.
@@ -66,6 +71,17 @@ type Snapshot struct {
 	// verifier, login service, assertion signer, upstream pools); Close
 	// gives them back.
 	refs *reuse.Refs
+}
+
+// ResourceStatus is what became of one Route object in a compile.
+type ResourceStatus struct {
+	Namespace, Name string
+	// Generation is the object's metadata.generation that was compiled.
+	Generation int64
+	Accepted   bool
+	// Reason is one of the kubeapi reasons (Accepted, Invalid,
+	// Conflicted); Message says why, with field paths.
+	Reason, Message string
 }
 
 // New returns an empty snapshot holding refs, the references on shared
