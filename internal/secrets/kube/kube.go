@@ -7,11 +7,7 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,15 +16,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/sekisho/sekisho/internal/kubeclient"
 	"github.com/sekisho/sekisho/internal/secretref"
 	"github.com/sekisho/sekisho/internal/secrets"
 )
 
 // ServiceAccountDir is where a pod's service-account token and the
 // cluster's CA are mounted.
-const ServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+const ServiceAccountDir = kubeclient.ServiceAccountDir
 
 // Options say how to reach the API server: Kubeconfig if set, else the
 // in-cluster address and the service account's files.
@@ -93,33 +89,12 @@ func New(_ context.Context, opts Options) (*Provider, error) {
 }
 
 func restConfig(opts Options) (*rest.Config, error) {
-	if opts.Kubeconfig != "" {
-		// The first file of a KUBECONFIG list that exists, as kubectl.
-		rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(opts.Kubeconfig)}
-		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("KUBECONFIG: %w", err)
-		}
-		return cfg, nil
+	cfg, err := kubeclient.Config(kubeclient.Options{Kubeconfig: opts.Kubeconfig, ServiceHost: opts.ServiceHost,
+		ServicePort: opts.ServicePort, ServiceAccountDir: opts.ServiceAccountDir})
+	if err != nil && opts.Kubeconfig != "" {
+		return nil, fmt.Errorf("KUBECONFIG: %w", err)
 	}
-	if opts.ServiceHost == "" || opts.ServicePort == "" {
-		return nil, errors.New("no Kubernetes API server: not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset) and KUBECONFIG is unset")
-	}
-	dir := opts.ServiceAccountDir
-	if dir == "" {
-		dir = ServiceAccountDir
-	}
-	token := filepath.Join(dir, "token")
-	if _, err := os.Stat(token); err != nil {
-		return nil, fmt.Errorf("the pod's service-account token: %w (is automountServiceAccountToken off?)", err)
-	}
-	// As rest.InClusterConfig, with the directory configurable; client-go
-	// re-reads the token file as the kubelet rotates it.
-	return &rest.Config{
-		Host:            "https://" + net.JoinHostPort(opts.ServiceHost, opts.ServicePort),
-		BearerTokenFile: token,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: filepath.Join(dir, "ca.crt")},
-	}, nil
+	return cfg, err
 }
 
 // Resolve returns the value of the Secret's key ref.Path names
