@@ -186,6 +186,7 @@ var cmdImports = map[string]string{
 var testSupportPkgs = map[string]string{
 	"internal/kubetest":    "runs a real kube-apiserver and etcd for tests, built from the tools module; it also starts processes and reads the repository's files",
 	"internal/toolbin":     "builds the real servers the tests run from the tools modules; it starts the go command and reads the repository's files",
+	"internal/helmtest":    "renders the Helm chart with the real helm CLI, built from the tools module; it starts processes and reads the repository's files",
 	"internal/toolbin/all": "the command scripts/test.sh runs to build every tools module's servers before the tests; it exists only for the test helpers",
 }
 

@@ -1,5 +1,5 @@
 // Command all builds every real server the tests run (kube-apiserver and
-// etcd, and the secret stores) unless this machine has them already, and
+// etcd, and the secret stores) and tools (helm) unless this machine has them already, and
 // prints where they are. scripts/test.sh runs it as a step of its own, so
 // the long first builds are timed apart from the tests and never meet go
 // test's timeout:
@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/sekisho/sekisho/internal/baotest"
+	"github.com/sekisho/sekisho/internal/helmtest"
 	"github.com/sekisho/sekisho/internal/kubetest"
 	"github.com/sekisho/sekisho/internal/kumotest"
 	"github.com/sekisho/sekisho/internal/toolbin"
@@ -24,7 +25,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// One line per tools module; each module's test helper owns its Spec.
-	specs := []func() (toolbin.Spec, error){kubetest.Spec, kumotest.Spec, baotest.Spec}
+	specs := []func() (toolbin.Spec, error){kubetest.Spec, kumotest.Spec, baotest.Spec, helmtest.Spec}
 	for _, spec := range specs {
 		s, err := spec()
 		if err == nil {
