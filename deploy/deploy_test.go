@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,16 +13,17 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	appsv1 "k8s.io/api/apps/v1"
-
+	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/helmtest"
 	"github.com/sekisho/sekisho/internal/kubetest"
+	"github.com/sekisho/sekisho/internal/testutil"
 	"github.com/sekisho/sekisho/internal/toolbin"
 )
 
@@ -218,7 +220,7 @@ func configOf(t *testing.T, set string) []byte {
 func TestConfigListens(t *testing.T) {
 	tests := map[string][]string{
 		"":                  {"admin:\n  listen: :9090", "listen:\n  http: :8080"},
-		"decision":          {"decision:\n  grpc: :9192\n  listen: :9191"},
+		"decision":          {"grpc: :9192\n  listen: :9191"},
 		"webhook":           {"listen: :8443", "cert_file: /etc/sekisho/webhook-tls/tls.crt", "routes: []"},
 		"routes-namespaces": {"resources:", "namespaces:\n    - team-a\n    - team-b", "leader_election:\n      name: sekisho"},
 		"routes-cluster":    {"namespace_selector: sekisho.io/routes=enabled"},
@@ -231,8 +233,15 @@ func TestConfigListens(t *testing.T) {
 			}
 		}
 	}
-	if cfg := string(configOf(t, "decision")); strings.Contains(cfg, "http: :8080") {
-		t.Errorf("decision mode listens as a gateway:\n%s", cfg)
+	// sekisho opens the gateway listener in decision mode too (the
+	// compiler requires it), but no Service sends clients to it.
+	for _, obj := range objects(t, render(t, "decision")) {
+		if obj.GetKind() == "Service" && obj.GetName() == release {
+			t.Errorf("decision mode renders the gateway Service %s", obj.GetName())
+		}
+	}
+	if cfg := string(configOf(t, "decision")); !strings.Contains(cfg, "http: :8080") {
+		t.Errorf("decision mode has no gateway listener, which sekisho requires:\n%s", cfg)
 	}
 }
 
@@ -299,5 +308,32 @@ func TestAcceptedByAPIServer(t *testing.T) {
 		if !kinds[k] {
 			t.Errorf("no value set renders a %s", k)
 		}
+	}
+}
+
+// TestConfigCompiles compiles the configuration each value set renders
+// with sekisho's own compiler, as `sekisho check` would in the pod: the
+// chart's additions (listen addresses, admin, the webhook's TLS files,
+// mounted from the Secret here written by the test) make a valid file.
+// The routes-* sets need kube.resources and sekisho+k8s:// references,
+// which the Kubernetes-resources tests compile.
+func TestConfigCompiles(t *testing.T) {
+	for _, set := range []string{"", "decision", "webhook", "monitoring"} {
+		t.Run(name(set), func(t *testing.T) {
+			dir := t.TempDir()
+			ca := testutil.NewCA(t)
+			leaf := ca.Server(t, "sekisho-webhook.sekisho.svc")
+			testutil.WriteFile(t, dir, "tls.crt", leaf.CertPEM)
+			testutil.WriteFile(t, dir, "tls.key", leaf.KeyPEM)
+			testutil.WriteFile(t, dir, "ca.crt", ca.PEM)
+			cfg := strings.ReplaceAll(string(configOf(t, set)), "/etc/sekisho/webhook-tls/", dir+"/")
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			s, err := config.Parse([]byte(cfg), "sekisho.yaml", dir, config.Options{Context: ctx, Warn: func(config.Problem) {}})
+			if err != nil {
+				t.Fatalf("%v\n%s", err, cfg)
+			}
+			s.Close()
+		})
 	}
 }

@@ -33,7 +33,8 @@ kubeRoutes.
 {{- $admin := get $c "admin" | default dict -}}
 {{- $_ := set $admin "listen" (printf ":%v" .Values.admin.port) -}}
 {{- $_ := set $c "admin" $admin -}}
-{{- if .Values.gateway.enabled -}}
+{{- /* The decision service runs beside the gateway's listener, which sekisho always opens. */ -}}
+{{- if or .Values.gateway.enabled .Values.decision.enabled -}}
 {{- $listen := get $c "listen" | default dict -}}
 {{- if not (or (hasKey $listen "http") (hasKey $listen "https")) -}}
 {{- $_ := set $listen "http" (printf ":%v" .Values.gateway.port) -}}
