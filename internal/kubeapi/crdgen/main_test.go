@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -179,6 +180,8 @@ func TestCRDOnAPIServer(t *testing.T) {
 				t.Errorf("create succeeded; want a refusal saying %q", tt.want)
 			case tt.want != "" && (!apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), tt.want)):
 				t.Errorf("create: %v; want 422/400 saying %q", err, tt.want)
+			case err != nil:
+				t.Logf("refused: %v", err)
 			}
 		})
 	}
@@ -186,3 +189,40 @@ func TestCRDOnAPIServer(t *testing.T) {
 
 // createOpts refuse unknown fields, as kubectl apply does by default.
 var createOpts = metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict}
+
+// TestDocsListEveryField fails when docs/resources.md does not name a
+// field of the spec (as `match.path_prefix`, `allow[].claims[].equals`):
+// the reference must grow with config.Route. Rules are listed once, under
+// allow[]; deny[] has the same fields.
+func TestDocsListEveryField(t *testing.T) {
+	root, err := toolbin.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "resources.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd, _, err := RouteCRD()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix string, s apiextv1.JSONSchemaProps)
+	walk = func(prefix string, s apiextv1.JSONSchemaProps) {
+		for key, p := range s.Properties {
+			path := prefix + key
+			if !strings.Contains(string(doc), "`"+path+"`") {
+				t.Errorf("docs/resources.md does not list `%s`", path)
+			}
+			if path == "deny" {
+				continue
+			}
+			if p.Items != nil && p.Items.Schema != nil {
+				walk(path+"[].", *p.Items.Schema)
+			} else {
+				walk(path+".", p)
+			}
+		}
+	}
+	walk("", crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"])
+}
