@@ -1,6 +1,3 @@
-// Package deploy holds no code: its tests render the Helm chart
-// (helm/sekisho) with the real helm CLI, compare the committed manifests,
-// and submit every rendered object to a real kube-apiserver, RBAC included.
 package deploy
 
 import (
