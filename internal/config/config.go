@@ -280,6 +280,7 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	c.checkKubeWebhook(f)
 	c.checkKubeInjector(f)
 	c.checkKubeResources(f)
+	c.checkTracing(f)
 	c.defaults(f)
 
 	trust, err := normalize.NewTrust(f.TrustedProxies)

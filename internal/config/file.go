@@ -13,6 +13,7 @@ import (
 	"github.com/sekisho/sekisho/internal/devidp"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/login"
+	"github.com/sekisho/sekisho/internal/tracing"
 )
 
 // File is the YAML configuration as the user writes it. It is only the
@@ -42,8 +43,15 @@ type File struct {
 	// Kube runs the Kubernetes modes (the TokenReview webhook).
 	Kube *Kube `yaml:"kube"`
 
+	// Tracing sends OpenTelemetry traces to an OTLP collector. Without
+	// it, the OTEL_* variables decide (internal/tracing).
+	Tracing *Tracing `yaml:"tracing"`
+
 	Routes []Route `yaml:"routes"`
 }
+
+// Tracing is the tracing section; the tracing package owns the type.
+type Tracing = tracing.Config
 
 // Decision configures the decision service listeners; the decision stage
 // owns the type and its rules.

@@ -60,8 +60,10 @@ var stages = []struct {
 }
 
 // helpers are the small packages any stage may use. They use no stage back,
-// or every stage would depend on every other through them.
-var helpers = []string{"internal/admin", "internal/echo", "internal/expset", "internal/httperr", "internal/reqinfo", "internal/reuse", "internal/telemetry"}
+// or every stage would depend on every other through them. internal/tracing
+// is one: the engine, the modes and the proxy's caller start spans with it,
+// and it knows none of them (only the OpenTelemetry SDK and exporters).
+var helpers = []string{"internal/admin", "internal/echo", "internal/expset", "internal/httperr", "internal/reqinfo", "internal/reuse", "internal/telemetry", "internal/tracing"}
 
 // devidp is the built-in development OpenID provider.
 const devidp = "internal/devidp"
