@@ -16,6 +16,7 @@ import (
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/snapshot"
+	"github.com/sekisho/sekisho/internal/tracing"
 )
 
 // Options change how a request is evaluated.
@@ -32,6 +33,10 @@ type Options struct {
 	// method-override header on a route that does not allow overrides is
 	// then refused instead of stripped, since the upstream would apply it.
 	HeadersReachUpstream bool
+	// Tracer, when set, records the route, authenticate and authorize
+	// phases as child spans of the span in ctx. Nil (tracing off) costs
+	// nothing.
+	Tracer *tracing.Tracer
 }
 
 // Outcome classifies a result.
@@ -106,9 +111,21 @@ type Result struct {
 // It sets r.Method to the canonical method (normalize.Method), so that what
 // is forwarded is what was decided.
 func Evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o Options) Result {
+	if o.Tracer != nil {
+		p := phases{t: o.Tracer}
+		res := evaluate(ctx, snap, r, o, &p)
+		p.end(&res)
+		return res
+	}
+	return evaluate(ctx, snap, r, o, nil)
+}
+
+// evaluate is Evaluate; p, nil without tracing, records its phases.
+func evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o Options, p *phases) Result {
 	var res Result
 
-	// normalize
+	// normalize (traced as part of route)
+	ctx = p.begin(ctx, phaseRoute, &res)
 	method, ext, ok := normalize.Method(r.Method)
 	if !ok {
 		res.Outcome, res.Message = BadRequest, "The request method is not a valid HTTP method."
@@ -183,6 +200,7 @@ func Evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o O
 	// authenticate
 	id := o.Identity
 	if id == nil {
+		ctx = p.begin(ctx, phaseAuthenticate, &res)
 		id, res.Source, res.Cookies, err = snap.Authn.Authenticate(ctx, r)
 		switch {
 		case errors.Is(err, authn.ErrUnavailable):
@@ -201,6 +219,7 @@ func Evaluate(ctx context.Context, snap *snapshot.Snapshot, r *http.Request, o O
 	res.Identity = id
 
 	// authorize
+	p.begin(ctx, phaseAuthorize, &res)
 	req := authz.Request{Method: res.Method, Host: host, Path: path.Path, Query: rawQuery(r), Headers: r.Header, ClientIP: o.ClientIP, Route: name, Hidden: snap.Hidden}
 	if o.Explain {
 		res.Decision, res.Steps = rt.Policy.Explain(id, &req)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/engine"
 	"github.com/sekisho/sekisho/internal/httperr"
@@ -19,6 +21,7 @@ import (
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/telemetry"
+	"github.com/sekisho/sekisho/internal/tracing"
 )
 
 // JWKSPath serves the public keys of the upstream assertion, so upstreams
@@ -32,12 +35,17 @@ type Gateway struct {
 	metrics    *telemetry.Metrics
 	log        *slog.Logger
 	accessLog  bool
+	tracer     *tracing.Tracer // nil: tracing off
 }
 
 // New returns a gateway with no snapshot: it answers 503 until Swap.
 func New(log *slog.Logger, metrics *telemetry.Metrics, accessLog bool) *Gateway {
 	return &Gateway{log: log, metrics: metrics, accessLog: accessLog}
 }
+
+// SetTracer makes the gateway trace its requests (nil: off). Call it
+// before serving.
+func (g *Gateway) SetTracer(t *tracing.Tracer) { g.tracer = t }
 
 // Swap makes s the snapshot for new requests and returns the one it
 // replaced (nil the first time). Requests already running keep theirs.
@@ -61,8 +69,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header, fwd.FromProxy)}
 	rec := &recorder{ResponseWriter: w}
-	r = r.WithContext(reqinfo.With(r.Context(), info))
-	defer g.finish(rec, r, info)
+	ctx := reqinfo.With(r.Context(), info)
+	var span trace.Span
+	if g.tracer != nil {
+		ctx, span = g.serverSpan(ctx, r, fwd)
+	}
+	r = r.WithContext(ctx)
+	defer g.finish(rec, r, info, span)
 	rec.Header().Set("X-Request-Id", info.ID)
 	// A body framed by Transfer-Encoding may have come with a Content-Length
 	// that net/http dropped; a proxy in front that went by the length would
@@ -89,7 +102,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// normalize → route → authenticate → authorize
-	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP})
+	res := engine.Evaluate(r.Context(), snap, r, engine.Options{ClientIP: info.ClientIP, Tracer: g.tracer})
 	info.Route, info.Reason = res.RouteName, res.Reason
 	if res.Identity != nil {
 		info.User = res.Identity.Username
@@ -112,6 +125,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := res.Route
 	if rt.Upstream == nil {
 		httperr.Write(rec, r, http.StatusNotFound, "This route has no upstream.")
+		return
+	}
+	if g.tracer != nil {
+		g.forwardTraced(rec, r, info, rt.Upstream)
 		return
 	}
 	rt.Upstream.ServeHTTP(rec, r)
@@ -175,12 +192,15 @@ func (g *Gateway) ownEndpoint(w http.ResponseWriter, r *http.Request, snap *snap
 
 // finish writes the access log line and the request metrics. Neither
 // contains the query string, a cookie or an Authorization value.
-func (g *Gateway) finish(rec *recorder, r *http.Request, info *reqinfo.Info) {
+func (g *Gateway) finish(rec *recorder, r *http.Request, info *reqinfo.Info, span trace.Span) {
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	info.Status = status
+	if span != nil {
+		endServerSpan(span, r, info)
+	}
 	d := time.Since(info.Start)
 	if g.metrics != nil {
 		g.metrics.Request(info.Route, status, d)
