@@ -29,6 +29,7 @@ import (
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/snapshot"
+	"github.com/sekisho/sekisho/internal/tracing"
 )
 
 // Config is the `decision:` section of the configuration file; its rules
@@ -59,6 +60,7 @@ type Server struct {
 	certs    *listen.CertReloader
 	loginFor func(*snapshot.Snapshot) LoginStarter
 	limits   Limits
+	tracer   *tracing.Tracer // nil: tracing off
 
 	mu       sync.Mutex
 	httpSrv  *http.Server

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	"github.com/sekisho/sekisho/internal/httperr"
@@ -35,7 +36,7 @@ type authzServer struct{ s *Server }
 // answer, never a gRPC error: when sekisho cannot decide (starting, session
 // store down) it is a 503 denied_response, so the request fails closed
 // whatever Envoy's failure_mode_allow says.
-func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	s := a.s
 	var peerIP netip.Addr
 	var state *tls.ConnectionState
@@ -52,6 +53,12 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	h := envoyHeaders(hr)
 	trusted := s.trusted(peerIP, state)
 	id := normalize.RequestID(h, trusted) // the asking proxy, once trusted, vouches for it
+	var span *decisionSpan
+	if s.tracer != nil {
+		md, _ := metadata.FromIncomingContext(ctx)
+		ctx, span = s.startSpan(ctx, "envoy-grpc", id, grpcCarrier{md: md, headers: h}, trusted)
+		defer func() { span.end(checkStatus(resp)) }()
+	}
 
 	if !trusted {
 		s.log.WarnContext(ctx, "decision request from an untrusted peer refused",
@@ -77,6 +84,9 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	}
 
 	v := s.decide(ctx, snap, d)
+	if span != nil {
+		span.verdict(ctx, d, &v)
+	}
 	s.logDecision(ctx, "envoy-grpc", id, d, &v, slog.String("principal", attrs.GetSource().GetPrincipal()))
 	if v.status == http.StatusOK {
 		return &authv3.CheckResponse{
@@ -97,7 +107,7 @@ func (a authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	case v.challenge != "":
 		extra.Set("Www-Authenticate", v.challenge)
 	}
-	resp := denied(code, v.status, msg, v.res.RouteName, id, extra)
+	resp = denied(code, v.status, msg, v.res.RouteName, id, extra)
 	dr := resp.GetDeniedResponse()
 	dr.Headers = append(dr.Headers, cookieOptions(v.cookies)...)
 	return resp, nil
@@ -214,4 +224,13 @@ func grpcCode(httpStatus int) codes.Code {
 		return codes.Unavailable
 	}
 	return codes.PermissionDenied
+}
+
+// checkStatus is the HTTP status a check response tells Envoy to answer
+// with: 200 on OK, the denied response's status otherwise.
+func checkStatus(resp *authv3.CheckResponse) int {
+	if dr := resp.GetDeniedResponse(); dr != nil {
+		return int(dr.GetStatus().GetCode())
+	}
+	return http.StatusOK
 }

@@ -130,6 +130,13 @@ api_tokens: {file: %s}
 // listener, and waits for the issuer's keys.
 func newFixture(t testing.TB, cfg Config, extra string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, cfg, extra, nil)
+}
+
+// newFixtureWith is newFixture with setup run on the server before it
+// serves (SetTracer).
+func newFixtureWith(t testing.TB, cfg Config, extra string, setup func(*Server)) *fixture {
+	t.Helper()
 	env := configtest.New(t)
 	env.Level.Set(slog.LevelDebug)
 	iss := env.Issuer()
@@ -141,6 +148,9 @@ func newFixture(t testing.TB, cfg Config, extra string) *fixture {
 	dec, err := New(cfg, func() *snapshot.Snapshot { return snap }, env.Log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(dec)
 	}
 	f := &fixture{iss: iss, snap: snap, dec: dec, logs: env.Logs}
 	f.srv = httptest.NewServer(dec.Handler())

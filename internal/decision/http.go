@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/sekisho/sekisho/internal/assertion"
@@ -123,7 +124,15 @@ func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *diale
 	peer := peerAddr(r.RemoteAddr)
 	trusted := s.trusted(peer, r.TLS)
 	info := &reqinfo.Info{Start: time.Now(), ID: normalize.RequestID(r.Header, trusted)}
-	r = r.WithContext(reqinfo.With(r.Context(), info))
+	ctx := reqinfo.With(r.Context(), info)
+	var span *decisionSpan
+	if s.tracer != nil {
+		ctx, span = s.startSpan(ctx, dl.name, info.ID, propagation.HeaderCarrier(r.Header), trusted)
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		defer func() { span.end(sw.status) }()
+	}
+	r = r.WithContext(ctx)
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 
@@ -154,6 +163,9 @@ func (s *Server) serveDecision(w http.ResponseWriter, r *http.Request, dl *diale
 	d.clientIP = s.clientIP(peer, r.Header.Values("X-Forwarded-For"))
 
 	v := s.decide(r.Context(), snap, d)
+	if span != nil {
+		span.verdict(r.Context(), d, &v)
+	}
 	info.Route = v.res.RouteName
 	s.logDecision(r.Context(), dl.name, info.ID, d, &v)
 	if len(v.cookies) > 0 {

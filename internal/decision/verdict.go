@@ -59,7 +59,7 @@ type verdict struct {
 // decide runs the engine on d and works out the answer, exactly as the
 // gateway would for the same request.
 func (s *Server) decide(ctx context.Context, snap *snapshot.Snapshot, d *described) verdict {
-	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, HeadersReachUpstream: d.keepsHeaders})
+	res := engine.Evaluate(ctx, snap, &d.req, engine.Options{ClientIP: d.clientIP, HeadersReachUpstream: d.keepsHeaders, Tracer: s.tracer})
 	v := verdict{res: res, status: res.Outcome.Status(), cookies: setCookies(res.Cookies)}
 	if res.Outcome == engine.Allowed {
 		v.set, v.remove = upstreamChanges(snap, &res, d.req.Header)
