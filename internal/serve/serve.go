@@ -35,6 +35,7 @@ import (
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/telemetry"
 	"github.com/sekisho/sekisho/internal/tokenreview"
+	"github.com/sekisho/sekisho/internal/tracing"
 )
 
 // Options configure one run of the gateway.
@@ -145,7 +146,24 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	inst.started = file
+	tp, err := tracing.Start(ctx, file.Tracing, log)
+	if err != nil {
+		snap.Close()
+		return err
+	}
+	if tp != nil {
+		log.Info("tracing on", "protocol", tp.Protocol, "configured_by", tp.Source)
+		// Last out: the spans of the drained requests are sent too.
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+			defer cancel()
+			if err := tp.Shutdown(fctx); err != nil {
+				log.Warn("some spans were not sent before exit", "error", err)
+			}
+		}()
+	}
 	inst.Gateway = gateway.New(log, inst.Metrics, *file.Log.Access)
+	inst.Gateway.SetTracer(tp.Tracer())
 	_, gen := inst.Gateway.Swap(snap)
 	inst.Metrics.Reload(true, gen)
 
@@ -191,7 +209,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	if file.Decision != nil {
-		if inst.Decision, err = startDecision(ctx, file, inst.Gateway.Snapshot, log); err != nil {
+		if inst.Decision, err = startDecision(ctx, file, inst.Gateway.Snapshot, log, tp.Tracer()); err != nil {
 			return err
 		}
 	}
@@ -257,11 +275,12 @@ func Run(ctx context.Context, opts Options) error {
 
 // startDecision starts the decision service on the same snapshots as the
 // gateway; browsers it must send to sign in go to the login service.
-func startDecision(ctx context.Context, f *config.File, current func() *snapshot.Snapshot, log *slog.Logger) (*decision.Server, error) {
+func startDecision(ctx context.Context, f *config.File, current func() *snapshot.Snapshot, log *slog.Logger, tracer *tracing.Tracer) (*decision.Server, error) {
 	srv, err := decision.New(*f.Decision, current, log)
 	if err != nil {
 		return nil, err
 	}
+	srv.SetTracer(tracer)
 	// The gateway's limits: a decision caller is held to the same header
 	// size and timeouts as a client of the gateway.
 	srv.SetLimits(decision.Limits{
@@ -337,6 +356,10 @@ func (inst *Instance) logSettings() (*config.File, error) {
 	return config.Decode(data, name)
 }
 
+// tracingFlushTimeout bounds sending the last spans at exit, so a
+// collector that is down cannot hold the process.
+const tracingFlushTimeout = 5 * time.Second
+
 // keysWait bounds how long a new snapshot may wait for its JWT issuers'
 // keys before it is used anyway (an issuer that is down must not block
 // start or reload forever; its tokens get 401 until keys arrive).
@@ -411,8 +434,8 @@ func (inst *Instance) applyStartOnly(f *config.File) {
 }
 
 // startOnlyChanges names the start-only sections of f that differ from
-// running: listen, admin, log (format, access; the level is applied live)
-// and decision.
+// running: listen, admin, log (format, access; the level is applied live),
+// decision and tracing.
 func startOnlyChanges(running, f *config.File) []string {
 	if running == nil {
 		return nil
@@ -431,6 +454,9 @@ func startOnlyChanges(running, f *config.File) []string {
 	}
 	if !reflect.DeepEqual(running.Decision, f.Decision) {
 		changed = append(changed, "decision")
+	}
+	if !reflect.DeepEqual(running.Tracing, f.Tracing) {
+		changed = append(changed, "tracing")
 	}
 	if !reflect.DeepEqual(webhookListener(running), webhookListener(f)) {
 		changed = append(changed, "kube.webhook (listen, tls)")

@@ -88,7 +88,7 @@ func gauge(t *testing.T, m *telemetry.Metrics, name string) float64 {
 }
 
 // TestReloadReportsStartOnlySettings: a reload that changes listen, admin,
-// log format/access or decision says at WARN which sections need a restart
+// log format/access, decision or tracing says at WARN which sections need a restart
 // and sets sekisho_config_restart_required; the log level is applied live;
 // an unchanged reload reports nothing.
 func TestReloadReportsStartOnlySettings(t *testing.T) {
@@ -106,6 +106,7 @@ func TestReloadReportsStartOnlySettings(t *testing.T) {
 		{"admin address", strings.Replace(reloadBase, `admin: {listen: "127.0.0.1:0"}`, `admin: {listen: "127.0.0.1:1"}`, 1), "admin", false},
 		{"log format and listen", strings.Replace(strings.Replace(reloadBase, "level: info", "level: info, format: text", 1), `http: "127.0.0.1:0"`, `http: "127.0.0.1:1"`, 1), "listen, log", false},
 		{"decision added", reloadBase + "decision: {listen: \"127.0.0.1:1\"}\n", "decision", false},
+		{"tracing added", reloadBase + "tracing: {endpoint: \"http://127.0.0.1:1\"}\n", "tracing", false},
 		{"log level is applied live", strings.Replace(reloadBase, "level: info", "level: debug", 1), "", true},
 		{"back to the running settings", reloadBase, "", false},
 	}
