@@ -80,4 +80,7 @@ func BenchmarkGateway(b *testing.B) {
 	// What tracing on costs: every span recorded (no export in the loop).
 	gw.SetTracer(tracing.NewTracer(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))))
 	b.Run("jwt-traced", func(b *testing.B) { runGateway(b, gw, api) })
+	// Tracing on, the request not sampled (sample_ratio 0).
+	gw.SetTracer(tracing.NewTracer(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))))
+	b.Run("jwt-unsampled", func(b *testing.B) { runGateway(b, gw, api) })
 }
