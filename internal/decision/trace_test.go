@@ -164,10 +164,13 @@ func TestTracingGRPC(t *testing.T) {
 		{"headers", "", proxyParent, proxyTraceID, proxySpanID, false},
 		{"none", "", "", "", "", true},
 	} {
+		// The described request's tracestate belongs to its traceparent:
+		// it is taken up with it, never mixed into the metadata's trace.
+		wantState := map[string]string{"headers": "vendor=hdr"}[tt.name]
 		t.Run(tt.name, func(t *testing.T) {
 			headers := map[string]string{"authorization": "Bearer " + f.tokens.admin, "x-request-id": "grpc-" + tt.name}
 			if tt.header != "" {
-				headers["traceparent"] = tt.header
+				headers["traceparent"], headers["tracestate"] = tt.header, "vendor=hdr"
 			}
 			ctx := t.Context()
 			if tt.meta != "" {
@@ -179,6 +182,9 @@ func TestTracingGRPC(t *testing.T) {
 			}
 			spans := decisionTrace(t, p, c, "decision envoy-grpc", "grpc-"+tt.name)
 			d := checkDecisionSpans(t, spans, "decision envoy-grpc", tt.trace, tt.parent, "allow", "api1")
+			if d.TraceState != wantState {
+				t.Errorf("decision span tracestate %q, want %q", d.TraceState, wantState)
+			}
 			tp, _ := headerOf(resp.GetOkResponse().GetHeaders(), "traceparent")
 			if want := "00-" + d.TraceID + "-" + d.SpanID + "-01"; tt.wantUpstreamTP && tp != want {
 				t.Errorf("upstream traceparent %q, want %q", tp, want)

@@ -29,6 +29,7 @@ import (
 type Span struct {
 	Name                          string
 	TraceID, SpanID, ParentSpanID string // hex; ParentSpanID "" for a root
+	TraceState                    string // the W3C tracestate the span carries
 	Kind                          tracepb.Span_SpanKind
 	Attrs                         map[string]string // every value as text
 	StatusCode                    tracepb.Status_StatusCode
@@ -122,6 +123,7 @@ func (c *Collector) add(req *collectorpb.ExportTraceServiceRequest, h http.Heade
 					Name:          s.GetName(),
 					TraceID:       hex.EncodeToString(s.GetTraceId()),
 					SpanID:        hex.EncodeToString(s.GetSpanId()),
+					TraceState:    s.GetTraceState(),
 					Kind:          s.GetKind(),
 					Attrs:         attrs(s.GetAttributes()),
 					StatusCode:    s.GetStatus().GetCode(),
