@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,4 +212,17 @@ func cut(kv string) (string, string, bool) {
 		}
 	}
 	return kv, "", false
+}
+
+// TestEnvironmentBadProtocol: a protocol the exporters do not speak, from
+// the environment (the file's is checked by sekisho check), stops the
+// start with a message naming it.
+func TestEnvironmentBadProtocol(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	p, err := tracing.Start(context.Background(), nil, nil)
+	if err == nil || p != nil || !strings.Contains(err.Error(), `"http/json": use grpc or http/protobuf`) {
+		t.Fatalf("Start = %v, %v; want an error naming the protocol", p, err)
+	}
 }
