@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/memfs"
 	"github.com/sekisho/sekisho/internal/secretref"
 	"github.com/sekisho/sekisho/internal/secrets"
 	"github.com/sekisho/sekisho/internal/secrets/stores"
@@ -48,7 +49,7 @@ const TmpDirEnv = "SEKISHO_TMPDIR"
 
 // DefaultTmpDir is a memory-backed file system on every Linux system and
 // in every container runtime's default mounts.
-const DefaultTmpDir = "/dev/shm"
+const DefaultTmpDir = memfs.DefaultDir
 
 // Options are one run of `sekisho exec`.
 type Options struct {
@@ -307,7 +308,7 @@ func writeDestination(ref secretref.Ref, value []byte, opts Options) (string, er
 		if dir == "" {
 			dir = DefaultTmpDir
 		}
-		mem, err := memoryBacked(dir)
+		mem, err := memfs.MemoryBacked(dir)
 		if err != nil {
 			return "", fmt.Errorf("%s: tempfile directory %s: %w", ref.Raw, dir, err)
 		}
