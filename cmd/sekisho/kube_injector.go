@@ -27,10 +27,11 @@ func cmdKubeInjectorManifests(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: sekisho kube injector-manifests --config FILE [--namespace NS] [--service NAME | --url URL] [--ca-file F]")
 		return 2
 	}
-	file, ok := loadKubeSection("injector-manifests", *cfg, "injector", func(k *config.Kube) bool { return k.Injector != nil }, stderr)
+	file, done, ok := loadKubeSection("injector-manifests", *cfg, "injector", func(k *config.Kube) bool { return k.Injector != nil }, stderr)
 	if !ok {
 		return 1
 	}
+	defer done()
 	in := file.Kube.Injector
 	var err error
 	if o.CABundle, err = in.TLS.CABundle(*caFile); err != nil {

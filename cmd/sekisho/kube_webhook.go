@@ -25,10 +25,11 @@ func cmdKubeWebhookConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: sekisho kube webhook-config --config FILE [--server URL] [--ca-file F] [--client-cert F --client-key F]")
 		return 2
 	}
-	file, ok := loadKubeSection("webhook-config", *cfg, "webhook", func(k *config.Kube) bool { return k.Webhook != nil }, stderr)
+	file, done, ok := loadKubeSection("webhook-config", *cfg, "webhook", func(k *config.Kube) bool { return k.Webhook != nil }, stderr)
 	if !ok {
 		return 1
 	}
+	defer done()
 	out, err := tokenreview.Kubeconfig(*file.Kube.Webhook, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "sekisho kube webhook-config: %v\n", err)
@@ -40,17 +41,22 @@ func cmdKubeWebhookConfig(args []string, stdout, stderr io.Writer) int {
 
 // loadKubeSection loads path for a `sekisho kube` command that needs only
 // the decoded file (the snapshot is closed at once), and checks that it
-// has the kube section named section (has reports it).
-func loadKubeSection(cmd, path, section string, has func(*config.Kube) bool, stderr io.Writer) (*config.File, bool) {
-	snap, file, err := config.LoadFile(path, config.Options{})
+// has the kube section named section (has reports it). done removes the
+// files of the Kubernetes Secrets the file's settings reference, once the
+// command has read them.
+func loadKubeSection(cmd, path, section string, has func(*config.Kube) bool, stderr io.Writer) (file *config.File, done func(), ok bool) {
+	opts, done := withSecrets(config.Options{})
+	snap, file, err := config.LoadFile(path, opts)
 	if err != nil {
+		done()
 		printConfigError(stderr, err)
-		return nil, false
+		return nil, nil, false
 	}
 	snap.Close()
 	if file.Kube == nil || !has(file.Kube) {
+		done()
 		fmt.Fprintf(stderr, "sekisho kube %s: %s has no kube.%s section\n", cmd, path, section)
-		return nil, false
+		return nil, nil, false
 	}
-	return file, true
+	return file, done, true
 }

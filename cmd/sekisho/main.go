@@ -14,6 +14,7 @@ import (
 
 	"github.com/sekisho/sekisho"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/kubesecret"
 	"github.com/sekisho/sekisho/internal/serve"
 )
 
@@ -107,10 +108,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	warnings := 0
-	snap, err := config.Load(*cfg, config.Options{Warn: func(p config.Problem) {
+	// Check sees what serve sees: Secret references are read through the
+	// API server, and one that cannot be read is a problem.
+	opts, done := withSecrets(config.Options{Warn: func(p config.Problem) {
 		warnings++
 		fmt.Fprintf(stderr, "warning: %s\n", p)
 	}})
+	defer done()
+	snap, err := config.Load(*cfg, opts)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
@@ -122,6 +127,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d routes)\n", *cfg, snap.Routes.Len())
 	return 0
+}
+
+// withSecrets is opts reading the Kubernetes Secrets that file settings
+// reference as serve reads them (into files of a private directory); done
+// removes those files.
+func withSecrets(opts config.Options) (_ config.Options, done func()) {
+	m := kubesecret.New(kubesecret.Options{})
+	opts.SecretFile = m.Use().File
+	return opts, func() { _ = m.Close() }
 }
 
 func versionString() string {

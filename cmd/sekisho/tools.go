@@ -21,7 +21,11 @@ import (
 // loadForTool loads a config for a one-shot command and waits briefly for
 // JWT keys, so a --token can be verified.
 func loadForTool(path string, stderr io.Writer) (*snapshot.Snapshot, bool) {
-	snap, err := config.Load(path, config.Options{})
+	// The parts read their files while the configuration compiles and
+	// while they become ready; the Secrets' files go once they are.
+	opts, done := withSecrets(config.Options{})
+	defer done()
+	snap, err := config.Load(path, opts)
 	if err != nil {
 		printConfigError(stderr, err)
 		return nil, false

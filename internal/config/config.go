@@ -32,6 +32,7 @@ import (
 	"github.com/sekisho/sekisho/internal/proxy"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/route"
+	"github.com/sekisho/sekisho/internal/secretref"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/snapshot"
 )
@@ -75,6 +76,15 @@ type Options struct {
 	Resources func() []ResourceRoute
 	// HTTPClient fetches OIDC discovery documents and JWKS (tests).
 	HTTPClient *http.Client
+	// SecretFile, when set, lets every file setting be a Kubernetes
+	// Secret reference (sekisho+k8s://NAMESPACE/SECRET/KEY): it returns
+	// the path of a file holding that key, kept current as the Secret
+	// changes, read through kube.resources.kubeconfig when the file has
+	// one (resolved), else through kubeconfig "" (the pod's account, else
+	// $KUBECONFIG). Its errors become problems at the setting's key, so
+	// they must name the reference and never a value. When nil, a
+	// reference is a problem.
+	SecretFile func(ctx context.Context, kubeconfig string, ref secretref.Ref) (string, error)
 	// Context bounds the background work of the parts a compile starts
 	// (JWT key refresh, provider discovery, built-in providers, the Redis
 	// session client). Each part also runs on a context of its own that
@@ -96,7 +106,10 @@ func watchFiles(f *File) []string {
 		files = append(files, p.ClientSecretFile)
 	}
 	for _, j := range f.JWT {
-		files = append(files, j.HMACSecretFile)
+		files = append(files, j.HMACSecretFile, j.CAFile)
+		if k := j.Kubernetes; k != nil {
+			files = append(files, k.CAFile)
+		}
 	}
 	if a := f.UpstreamIdentity.Assertion; a != nil {
 		files = append(files, a.KeyFile)
@@ -275,6 +288,11 @@ func (c *compiler) yamlProblem(msg string) Problem {
 func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	c.refs = c.opts.Reuse.NewRefs()
 	s := snapshot.New(c.refs)
+	if !c.resolveSecretFiles(f) {
+		// The settings left as references would be reported again as
+		// files that cannot be read.
+		return s
+	}
 	c.checkListen(f)
 	c.checkDecision(f)
 	c.checkKubeWebhook(f)

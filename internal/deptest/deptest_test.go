@@ -128,6 +128,11 @@ var forbidden = []struct {
 		why:  "the injector wraps pods by what their spec says; it decides no request, so it needs neither the engine, another mode, nor the whole configuration (only its own section, package injectconf)",
 	},
 	{
+		from: []string{"internal/config"},
+		deps: []string{"internal/kubesecret"},
+		why:  "the compiler reads files; the process that runs it puts Kubernetes Secrets into files (Options.SecretFile), so compiling needs no API server",
+	},
+	{
 		from: []string{"internal/explain"},
 		deps: []string{"internal/listen"},
 		why:  "explain and policy test decide offline, on a compiled snapshot; they start no listener",
@@ -179,6 +184,7 @@ var cmdImports = map[string]string{
 	"internal/tokenreview":    "sekisho kube webhook-config writes the kubeconfig kube-apiserver reaches the webhook with",
 	"internal/inject":         "sekisho kube injector-manifests prints the injector's manifests; sekisho kube copy-binary is its init container",
 	"internal/secretexec":     "sekisho exec resolves the environment's secret references and runs the program",
+	"internal/kubesecret":     "sekisho check, explain and the kube commands read the Kubernetes Secrets file settings reference, as serve does",
 }
 
 // testSupportPkgs are test-support packages the name rule of testSupport

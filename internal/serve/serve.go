@@ -29,6 +29,7 @@ import (
 	"github.com/sekisho/sekisho/internal/devidp"
 	"github.com/sekisho/sekisho/internal/gateway"
 	"github.com/sekisho/sekisho/internal/inject"
+	"github.com/sekisho/sekisho/internal/kubesecret"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
@@ -77,6 +78,9 @@ type Instance struct {
 	// only then, so a probe never sends traffic to a mode not yet up.
 	serving atomic.Bool
 	watcher *fsnotify.Watcher
+	// secrets writes the Kubernetes Secrets file settings reference into
+	// files and keeps them current.
+	secrets *kubesecret.Materializer
 }
 
 // ready is /readyz: every listener bound, a snapshot loaded, not draining.
@@ -140,6 +144,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	inst.log = log
 	inst.cfgOpts.Logger = log
+	inst.secrets = kubesecret.New(kubesecret.Options{Logger: log})
+	defer func() {
+		if err := inst.secrets.Close(); err != nil {
+			log.Warn("cannot remove the files of Kubernetes Secrets", "error", err)
+		}
+	}()
 	session.SetRedisLogger(log)
 	snap, file, err := inst.load()
 	if err != nil {
@@ -372,14 +382,20 @@ func (inst *Instance) load() (*snapshot.Snapshot, *config.File, error) {
 	var snap *snapshot.Snapshot
 	var file *config.File
 	var err error
+	opts := inst.cfgOpts
+	use := inst.secrets.Use()
+	opts.SecretFile = use.File
 	if inst.opts.ConfigPath != "" {
-		snap, file, err = config.LoadFile(inst.opts.ConfigPath, inst.cfgOpts)
+		snap, file, err = config.LoadFile(inst.opts.ConfigPath, opts)
 	} else {
-		snap, file, err = config.Compile(inst.opts.DefaultConfig, "embedded quickstart config", ".", inst.cfgOpts)
+		snap, file, err = config.Compile(inst.opts.DefaultConfig, "embedded quickstart config", ".", opts)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
+	// This snapshot will run: Secrets it no longer references are not
+	// watched anymore.
+	inst.secrets.Retain(use)
 	ctx, cancel := context.WithTimeout(context.Background(), keysWait)
 	defer cancel()
 	if !snap.WaitReady(ctx) {
