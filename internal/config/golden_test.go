@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/tools/txtar"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/sekisho/sekisho/internal/secretref"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
@@ -43,6 +45,12 @@ var update = flag.Bool("update", false, "rewrite the want sections of testdata/*
 // Sections named resources/NAMESPACE/NAME.yaml are the specs of Route
 // objects (YAML, as in kubectl apply), created in the order they appear;
 // the report then ends with what became of each.
+//
+// Sections named secrets/NAMESPACE/SECRET/KEY are keys of Kubernetes
+// Secrets: a file setting written sekisho+k8s://NAMESPACE/SECRET/KEY reads
+// that section (the gateway reads it through the API server); with no
+// such section at all, check runs without Kubernetes access. A value
+// {{NAME}} is replaced with the generated file NAME.
 //
 // Run `go test ./internal/config -run Golden -update` to rewrite the want
 // sections after changing a message, then read the diff.
@@ -115,8 +123,30 @@ func checkReport(t *testing.T, ar *txtar.Archive) string {
 	}
 	hasConfig := false
 	var resources []ResourceRoute
+	var secretFile func(context.Context, string, secretref.Ref) (string, error)
 	for _, f := range ar.Files {
 		if f.Name == "want" {
+			continue
+		}
+		if _, ok := strings.CutPrefix(f.Name, "secrets/"); ok {
+			data := f.Data
+			if name, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "{{"); ok {
+				data = gen[strings.TrimSuffix(name, "}}")]
+			}
+			sdir := filepath.Join(dir, ".secrets", filepath.Dir(f.Name))
+			if err := os.MkdirAll(sdir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WriteFile(t, sdir, filepath.Base(f.Name), data)
+			secretFile = func(_ context.Context, _ string, ref secretref.Ref) (string, error) {
+				p := filepath.Join(dir, ".secrets", "secrets", ref.Path)
+				if _, err := os.Stat(p); err != nil {
+					ns, name, _ := strings.Cut(ref.Path, "/")
+					name, _, _ = strings.Cut(name, "/")
+					return "", fmt.Errorf("%s: Secret %s/%s not found", ref.Raw, ns, name)
+				}
+				return p, nil
+			}
 			continue
 		}
 		if rest, ok := strings.CutPrefix(f.Name, "resources/"); ok {
@@ -142,7 +172,7 @@ func checkReport(t *testing.T, ar *txtar.Archive) string {
 		t.Fatal("no sekisho.yaml section")
 	}
 	t.Chdir(dir)
-	s, err := Load("sekisho.yaml", Options{Resources: func() []ResourceRoute { return resources }})
+	s, err := Load("sekisho.yaml", Options{Resources: func() []ResourceRoute { return resources }, SecretFile: secretFile})
 	var b strings.Builder
 	var cerr *Error
 	switch {
