@@ -139,7 +139,9 @@ func TestSecretsFromKubernetes(t *testing.T) {
 	ca := testutil.NewCA(t)
 	leaf1, leaf2 := ca.Server(t, "127.0.0.1"), ca.Server(t, "127.0.0.1")
 	const token1, token2 = "skt_first_5f0e9c1d2b3a4f5e6d7c8b9a0f1e2d3c4b", "skt_second_0a1b2c3d4e5f60718293a4b5c6d7e8f90a"
-	sessionKey := func(b byte) []byte { return []byte(hex.EncodeToString([]byte(strings.Repeat(string(rune('a'+b)), 32))) + "\n") }
+	sessionKey := func(b byte) []byte {
+		return []byte(hex.EncodeToString([]byte(strings.Repeat(string(rune('a'+b)), 32))) + "\n")
+	}
 	applySecret(t, cluster, ns, "tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": leaf1.CertPEM, "tls.key": leaf1.KeyPEM})
 	applySecret(t, cluster, ns, "tokens", corev1.SecretTypeOpaque, map[string][]byte{"tokens.yaml": tokensYAML(t, "ci", token1)})
 	applySecret(t, cluster, ns, "session", corev1.SecretTypeOpaque, map[string][]byte{"keys": sessionKey(0)})
