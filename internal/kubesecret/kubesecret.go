@@ -426,16 +426,21 @@ func (w *watch) secret() *corev1.Secret {
 // add writes key's file unless it is written already, and returns its
 // path. The Secret must have been listed.
 func (w *watch) add(key string) (string, error) {
-	s := w.secret()
-	ns, name := w.key.namespace, w.key.name
-	if s == nil {
-		return "", fmt.Errorf("Secret %s/%s not found", ns, name)
-	}
-	if _, ok := s.Data[key]; !ok {
-		return "", fmt.Errorf("Secret %s/%s has no key %q (its keys: %s)", ns, name, key, keyList(s.Data))
-	}
+	// The Secret is read under w.mu: an update that changed skips while
+	// key is not yet listed is then already in the store, so it is the
+	// version written here.
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	s := w.secret()
+	ns, name := w.key.namespace, w.key.name
+	// The messages start with the kind's name, Secret, as kubectl's do;
+	// File prefixes them with the reference.
+	if s == nil {
+		return "", fmt.Errorf("Secret %s/%s not found", ns, name) //lint:ignore ST1005 the Kubernetes kind
+	}
+	if _, ok := s.Data[key]; !ok {
+		return "", fmt.Errorf("Secret %s/%s has no key %q (its keys: %s)", ns, name, key, keyList(s.Data)) //lint:ignore ST1005 the Kubernetes kind
+	}
 	if !slices.Contains(w.keys, key) {
 		w.keys = append(w.keys, key)
 		slices.Sort(w.keys)

@@ -58,23 +58,23 @@ func startFile(t *testing.T, path string) (*Instance, *testutil.SyncBuffer) {
 
 // runFails runs the gateway on the config file at path and returns the
 // error it stops with at start.
-func runFails(t *testing.T, path string) (error, string) {
+func runFails(t *testing.T, path string) (logs string, err error) {
 	t.Helper()
-	logs := &testutil.SyncBuffer{}
+	out := &testutil.SyncBuffer{}
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { done <- Run(ctx, Options{ConfigPath: path, LogOutput: logs}) }()
+	go func() { done <- Run(ctx, Options{ConfigPath: path, LogOutput: out}) }()
 	select {
 	case err := <-done:
 		if err == nil {
 			t.Fatal("Run returned nil")
 		}
-		return err, logs.String()
+		return out.String(), err
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not fail within 20s")
 	}
-	return nil, ""
+	return "", nil
 }
 
 // applySecret creates or replaces a Secret.
@@ -204,7 +204,7 @@ routes:
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				err, logs := runFails(t, config(t, tt.refs))
+				logs, err := runFails(t, config(t, tt.refs))
 				for _, w := range tt.want {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error %q does not say %q", err, w)
@@ -225,7 +225,7 @@ routes:
 				t.Fatal(err)
 			}
 			t.Setenv("KUBECONFIG", kc)
-			err, _ = runFails(t, config(t, nil))
+			_, err = runFails(t, config(t, nil))
 			for _, w := range []string{"listen.tls.cert_file", "not allowed to read Secret gateway/tls", "resourceNames [tls] in namespace gateway", "system:serviceaccount:gateway:sekisho"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
