@@ -146,7 +146,8 @@ func TestSecretsFromKubernetes(t *testing.T) {
 	applySecret(t, cluster, ns, "tokens", corev1.SecretTypeOpaque, map[string][]byte{"tokens.yaml": tokensYAML(t, "ci", token1)})
 	applySecret(t, cluster, ns, "session", corev1.SecretTypeOpaque, map[string][]byte{"keys": sessionKey(0)})
 
-	addr := testutil.FreeAddr(t)
+	applySecret(t, cluster, ns, "decision-tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": leaf1.CertPEM, "tls.key": leaf1.KeyPEM})
+	addr, decisionAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	config := func(t *testing.T, refs map[string]string) string {
 		t.Helper()
 		ref := func(k, def string) string {
@@ -163,9 +164,12 @@ providers:
   - name: dev
     builtin: {issuer: "https://%[1]s/.sekisho/dev/dev", users: [{email: a@example.com, password: x}]}
 session: {secret_file: %[5]q}
+decision:
+  listen: %[6]q
+  tls: {cert_file: "sekisho+k8s://gateway/decision-tls/tls.crt", key_file: "sekisho+k8s://gateway/decision-tls/tls.key"}
 routes:
   - {name: a, match: {path_prefix: /}, to: "builtin:echo", allow: [{groups: [staff]}], api: true}
-`, addr, ref("cert", "tls/tls.crt"), ref("key", "tls/tls.key"), ref("tokens", "tokens/tokens.yaml"), ref("session", "session/keys"))
+`, addr, ref("cert", "tls/tls.crt"), ref("key", "tls/tls.key"), ref("tokens", "tokens/tokens.yaml"), ref("session", "session/keys"), decisionAddr)
 		return testutil.WriteFile(t, t.TempDir(), "sekisho.yaml", []byte(src))
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
@@ -180,7 +184,7 @@ routes:
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	serial := func(t *testing.T) *big.Int {
+	serial := func(t *testing.T, addr string) *big.Int {
 		t.Helper()
 		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
 		if err != nil {
@@ -236,8 +240,10 @@ routes:
 
 	t.Run("rotation", func(t *testing.T) {
 		inst, logs := startFile(t, config(t, nil))
-		if got, want := serial(t), leaf1.TLS.Leaf.SerialNumber; got.Cmp(want) != 0 {
-			t.Fatalf("served serial %v, want %v", got, want)
+		for _, a := range []string{addr, decisionAddr} {
+			if got, want := serial(t, a), leaf1.TLS.Leaf.SerialNumber; got.Cmp(want) != 0 {
+				t.Fatalf("%s serves serial %v, want %v", a, got, want)
+			}
 		}
 		if got := get(t, token1); got != http.StatusOK {
 			t.Fatalf("token from the Secret: %d", got)
@@ -246,7 +252,10 @@ routes:
 
 		// A renewed certificate is served without a restart.
 		applySecret(t, cluster, ns, "tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": leaf2.CertPEM, "tls.key": leaf2.KeyPEM})
-		poll(t, "the renewed certificate served", func() bool { return serial(t).Cmp(leaf2.TLS.Leaf.SerialNumber) == 0 })
+		poll(t, "the renewed certificate served", func() bool { return serial(t, addr).Cmp(leaf2.TLS.Leaf.SerialNumber) == 0 })
+		// So is the decision service's, from a Secret of its own.
+		applySecret(t, cluster, ns, "decision-tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": leaf2.CertPEM, "tls.key": leaf2.KeyPEM})
+		poll(t, "the decision service's renewed certificate served", func() bool { return serial(t, decisionAddr).Cmp(leaf2.TLS.Leaf.SerialNumber) == 0 })
 
 		// A rotated token file: the new token in, the old one out.
 		applySecret(t, cluster, ns, "tokens", corev1.SecretTypeOpaque, map[string][]byte{"tokens.yaml": tokensYAML(t, "ci", token2)})
