@@ -148,6 +148,9 @@ func (u *Use) File(ctx context.Context, kubeconfig string, ref secretref.Ref) (s
 
 // Retain stops watching the Secrets u did not reference and removes their
 // files: u is the running configuration's, so nothing reads them anymore.
+// The compiles that Use collections serve must not overlap a Retain (serve
+// reloads one at a time): a Secret only a concurrent compile references
+// would lose its files under it.
 func (m *Materializer) Retain(u *Use) {
 	u.mu.Lock()
 	used := maps.Clone(u.used)
