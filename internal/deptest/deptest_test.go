@@ -54,6 +54,11 @@ var stages = []struct {
 	// config decodes the file and compiles it into a snapshot; nothing on
 	// the request path reads it.
 	{"compile", []string{"internal/config"}},
+	// The watcher of Route objects feeds the compiler a second source of
+	// routes and writes back what the compile made of them: it uses
+	// config's types and the snapshot's report, and nothing that serves a
+	// request, so it comes right after the compiler.
+	{"kube source", []string{"internal/kubesource"}},
 	{"engine", []string{"internal/engine"}},
 	{"modes", []string{"internal/gateway", "internal/decision", "internal/explain", "internal/tokenreview", "internal/inject"}},
 	{"process", []string{"internal/serve"}},
