@@ -30,6 +30,7 @@ import (
 	"github.com/sekisho/sekisho/internal/gateway"
 	"github.com/sekisho/sekisho/internal/inject"
 	"github.com/sekisho/sekisho/internal/kubesecret"
+	"github.com/sekisho/sekisho/internal/kubesource"
 	"github.com/sekisho/sekisho/internal/listen"
 	"github.com/sekisho/sekisho/internal/reuse"
 	"github.com/sekisho/sekisho/internal/session"
@@ -66,6 +67,9 @@ type Instance struct {
 	// Injector is the admission webhook that wraps pods with sekisho
 	// exec, nil unless configured.
 	Injector *inject.Server
+	// Resources watches the Route objects whose routes are served beside
+	// the file's, nil without kube.resources.
+	Resources *kubesource.Source
 
 	log      *slog.Logger
 	level    *slog.LevelVar
@@ -151,13 +155,23 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 	session.SetRedisLogger(log)
+	stopResources, err := inst.startResources(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer stopResources()
+	// A change of Route objects may ask for a reload before the gateway
+	// exists: it waits for the first snapshot.
+	inst.reloadMu.Lock()
 	snap, file, err := inst.load()
 	if err != nil {
+		inst.reloadMu.Unlock()
 		return err
 	}
 	inst.started = file
 	tp, err := tracing.Start(ctx, file.Tracing, log)
 	if err != nil {
+		inst.reloadMu.Unlock()
 		snap.Close()
 		return err
 	}
@@ -176,6 +190,8 @@ func Run(ctx context.Context, opts Options) error {
 	inst.Gateway.SetTracer(tp.Tracer())
 	_, gen := inst.Gateway.Swap(snap)
 	inst.Metrics.Reload(true, gen)
+	inst.reportResources(snap)
+	inst.reloadMu.Unlock()
 
 	adminLn, err := net.Listen("tcp", file.Admin.Listen)
 	if err != nil {
@@ -202,6 +218,9 @@ func Run(ctx context.Context, opts Options) error {
 	// stopModes shuts the decision service and the token webhook down,
 	// within ctx.
 	stopModes := func(ctx context.Context) {
+		// A replica on its way out writes no more status: another takes
+		// the Lease at once.
+		stopResources()
 		if inst.Decision != nil {
 			if err := inst.Decision.Shutdown(ctx); err != nil {
 				log.Warn("decision service drain did not finish in time", "error", err)
@@ -424,6 +443,7 @@ func (inst *Instance) Reload() error {
 	if old != nil {
 		old.Close()
 	}
+	inst.reportResources(snap)
 	inst.log.Info("config reloaded", "generation", gen, "routes", snap.Routes.Len())
 	inst.watchExtra()
 	return nil
@@ -479,6 +499,9 @@ func startOnlyChanges(running, f *config.File) []string {
 	}
 	if !reflect.DeepEqual(injectorListener(running), injectorListener(f)) {
 		changed = append(changed, "kube.injector (listen, tls, kubeconfig)")
+	}
+	if !reflect.DeepEqual(resourcesWatch(running), resourcesWatch(f)) {
+		changed = append(changed, "kube.resources (kubeconfig, namespaces, namespace_selector, leader_election)")
 	}
 	return changed
 }

@@ -107,6 +107,7 @@ func TestReloadReportsStartOnlySettings(t *testing.T) {
 		{"log format and listen", strings.Replace(strings.Replace(reloadBase, "level: info", "level: info, format: text", 1), `http: "127.0.0.1:0"`, `http: "127.0.0.1:1"`, 1), "listen, log", false},
 		{"decision added", reloadBase + "decision: {listen: \"127.0.0.1:1\"}\n", "decision", false},
 		{"tracing added", reloadBase + "tracing: {endpoint: \"http://127.0.0.1:1\"}\n", "tracing", false},
+		{"route watcher added", reloadBase + "kube: {resources: {namespaces: [team-a]}}\n", "kube.resources (kubeconfig, namespaces, namespace_selector, leader_election)", false},
 		{"log level is applied live", strings.Replace(reloadBase, "level: info", "level: debug", 1), "", true},
 		{"back to the running settings", reloadBase, "", false},
 	}
