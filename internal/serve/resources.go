@@ -25,10 +25,13 @@ func (inst *Instance) startResources(ctx context.Context, decoded *config.File) 
 	}
 	var pre *snapshot.Snapshot
 	var file *config.File
+	// Its warnings are logged by the compile that follows.
+	opts := inst.cfgOpts
+	opts.Warn = func(config.Problem) {}
 	if inst.opts.ConfigPath != "" {
-		pre, file, err = config.LoadFile(inst.opts.ConfigPath, inst.cfgOpts)
+		pre, file, err = config.LoadFile(inst.opts.ConfigPath, opts)
 	} else {
-		pre, file, err = config.Compile(inst.opts.DefaultConfig, "embedded quickstart config", ".", inst.cfgOpts)
+		pre, file, err = config.Compile(inst.opts.DefaultConfig, "embedded quickstart config", ".", opts)
 	}
 	if err != nil {
 		return nil, err

@@ -234,6 +234,37 @@ kube:
 		serves(t, time.Second, "/api", http.StatusNotFound, "", replicas...)
 	})
 
+	// service/NAME:PORT is the Service of the route's namespace, through
+	// the cluster's DNS, which this machine has not: the request fails,
+	// and the upstream errors name the Service's address.
+	t.Run("service upstream", func(t *testing.T) {
+		kubesourcetest.ApplyRoute(t, c, "team-a", "svc", `{match: {path: /svc}, to: "service/web:80", public: true}`)
+		serves(t, time.Second, "/svc", http.StatusBadGateway, "", a)
+		families, err := a.Metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var backends []string
+		for _, f := range families {
+			if f.GetName() != "sekisho_upstream_errors_total" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["route"] == "team-a/svc" {
+					backends = append(backends, labels["backend"])
+				}
+			}
+		}
+		if !slices.Contains(backends, "web.team-a.svc.cluster.local:80") {
+			t.Errorf("upstream errors of team-a/svc name %q", backends)
+		}
+		kubesourcetest.DeleteRoute(t, c, "team-a", "svc")
+	})
+
 	t.Run("invalid", func(t *testing.T) {
 		kubesourcetest.ApplyRoute(t, c, "team-b", "bad", `{match: {path: /bad}, to: "`+two+`", allow: [{when: "identity.nope == 1"}]}`)
 		kubesourcetest.Eventually(t, 10*time.Second, "status Invalid", func() bool {
