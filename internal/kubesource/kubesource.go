@@ -120,6 +120,7 @@ type Source struct {
 	leader  atomic.Bool
 
 	debMu    sync.Mutex
+	firing   sync.WaitGroup // OnChange calls under way
 	timer    *time.Timer
 	firstDue time.Time // when the first pending change came
 	changes  atomic.Int64
@@ -392,7 +393,9 @@ func (s *Source) Synced() bool {
 // Lease up, so another replica takes over at once) and waits for them.
 func (s *Source) Stop() {
 	s.stopOnce.Do(func() {
+		s.debMu.Lock()
 		s.stopped.Store(true)
+		s.debMu.Unlock()
 		if s.cancel != nil {
 			s.cancel()
 		}
@@ -404,6 +407,7 @@ func (s *Source) Stop() {
 			s.timer = nil
 		}
 		s.debMu.Unlock()
+		s.firing.Wait() // no compile starts from here on
 	})
 }
 
@@ -468,8 +472,14 @@ func (s *Source) changed() {
 func (s *Source) fire() {
 	s.debMu.Lock()
 	s.timer = nil
+	if s.stopped.Load() {
+		s.debMu.Unlock()
+		return
+	}
+	s.firing.Add(1)
 	s.debMu.Unlock()
-	if s.opts.OnChange != nil && !s.stopped.Load() {
+	defer s.firing.Done()
+	if s.opts.OnChange != nil {
 		s.opts.OnChange()
 	}
 }
