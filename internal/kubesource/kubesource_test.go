@@ -2,6 +2,8 @@ package kubesource
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -10,8 +12,11 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"github.com/sekisho/sekisho/internal/config"
@@ -113,6 +118,29 @@ func TestSource(t *testing.T) {
 					t.Fatalf("err = %v, want %q", err, tt.want)
 				}
 			})
+		}
+	})
+
+	t.Run("least privilege", func(t *testing.T) {
+		// The account the watcher runs as reads routes and writes their
+		// status, nothing more: not their spec, not Secrets.
+		kubesourcetest.Namespace(t, c, "lp", nil)
+		kubesourcetest.ApplyRoute(t, c, "lp", "web", spec)
+		rc := restFromKubeconfig(t, kubesourcetest.Grant(t, c, "lp", "sekisho", "leases", false, t.TempDir()))
+		dyn, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := dyn.Resource(kubeapi.Routes).Namespace("lp").Get(t.Context(), "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		if _, err := dyn.Resource(kubeapi.Routes).Namespace("lp").Update(t.Context(), obj, metav1.UpdateOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("update a Route's spec: %v, want forbidden", err)
+		}
+		secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+		if _, err := dyn.Resource(secrets).Namespace("lp").List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("list Secrets: %v, want forbidden", err)
 		}
 	})
 
@@ -304,6 +332,20 @@ func TestSource(t *testing.T) {
 			t.Fatalf("lease: %v %v", l, err)
 		}
 	})
+}
+
+// TestStartTimeout: an API server that keeps failing fails Start after
+// SyncTimeout, with its last error.
+func TestStartTimeout(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "etcd is down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	_, _, err := startErr(t, cfg, config.KubeResources{}, Options{SyncTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "were not all read within 1s") || !strings.Contains(err.Error(), "etcd is down") {
+		t.Fatalf("Start = %v", err)
+	}
 }
 
 func restFromKubeconfig(t *testing.T, path string) *rest.Config {
