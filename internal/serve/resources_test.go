@@ -325,8 +325,10 @@ kube:
 		if writers[name[leader]] == 0 || len(writers) != 1 {
 			t.Fatalf("status written by %v; the leader is %s", writers, name[leader])
 		}
+		// Well before the Lease (15 s) would expire: the leader gave it up
+		// on its way out.
 		stopLeader()
-		kubesourcetest.Eventually(t, 20*time.Second, "the other replica takes over", func() bool {
+		kubesourcetest.Eventually(t, 8*time.Second, "the other replica takes over", func() bool {
 			return kubeGauge(t, follower.Metrics, "sekisho_kube_status_leader", "") == 1
 		})
 		kubesourcetest.ApplyRoute(t, c, "team-a", "later", route("/later", one))
