@@ -127,7 +127,6 @@ type Source struct {
 
 	mu      sync.Mutex
 	desired map[string]snapshot.ResourceStatus // by NAMESPACE/NAME, the last Report
-	seen    map[string]snapshot.ResourceStatus // for logging newly refused objects
 
 	kick   chan struct{}
 	writes atomic.Int64 // status writes made, for tests
@@ -168,7 +167,6 @@ func New(opts Options) (*Source, error) {
 		listErrs: map[string]error{},
 		kick:     make(chan struct{}, 1),
 		desired:  map[string]snapshot.ResourceStatus{},
-		seen:     map[string]snapshot.ResourceStatus{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -509,11 +507,11 @@ func (s *Source) Report(statuses []snapshot.ResourceStatus) {
 		default:
 			invalid++
 		}
-		if prev, ok := s.seen[key]; !st.Accepted && (!ok || prev.Reason != st.Reason || prev.Message != st.Message) {
+		if prev, ok := s.desired[key]; !st.Accepted && (!ok || prev.Reason != st.Reason || prev.Message != st.Message) {
 			s.log.Warn("route from Kubernetes refused", "route", key, "generation", st.Generation, "reason", st.Reason, "error", st.Message)
 		}
 	}
-	s.desired, s.seen = desired, desired
+	s.desired = desired
 	s.mu.Unlock()
 	s.log.Info("routes from Kubernetes resources compiled", "accepted", accepted, "invalid", invalid, "conflicted", conflicted)
 	if s.opts.OnRoutes != nil {

@@ -2,6 +2,8 @@ package kubesource
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +27,7 @@ import (
 	"github.com/sekisho/sekisho/internal/kubesource/kubesourcetest"
 	"github.com/sekisho/sekisho/internal/kubetest"
 	"github.com/sekisho/sekisho/internal/snapshot"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 var kube kubetest.Shared
@@ -355,4 +358,57 @@ func restFromKubeconfig(t *testing.T, path string) *rest.Config {
 		t.Fatal(err)
 	}
 	return rc
+}
+
+// TestReport: each compile's counts are logged and reported; a refused
+// object is logged once, and again only when its reason or message
+// changes.
+func TestReport(t *testing.T) {
+	logs := &testutil.SyncBuffer{}
+	var counts [3]int
+	s, err := New(Options{
+		Config:   &rest.Config{Host: "https://127.0.0.1:1"}, // never reached
+		Settings: config.KubeResources{LeaderElection: config.LeaderElection{Namespace: "sekisho", Name: "sekisho"}},
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+		OnRoutes: func(a, i, c int) { counts = [3]int{a, i, c} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := snapshot.ResourceStatus{Namespace: "a", Name: "bad", Generation: 1, Reason: kubeapi.ReasonInvalid, Message: "spec.to: no upstream"}
+	lost := snapshot.ResourceStatus{Namespace: "b", Name: "web", Generation: 1, Reason: kubeapi.ReasonConflicted, Message: `same match conditions as route "a/web"`}
+	ok := snapshot.ResourceStatus{Namespace: "a", Name: "web", Generation: 1, Accepted: true, Reason: kubeapi.ReasonAccepted}
+	fixedBad := bad
+	fixedBad.Generation, fixedBad.Message = 2, "spec.timeout: not a duration"
+	tests := []struct {
+		name     string
+		statuses []snapshot.ResourceStatus
+		counts   [3]int
+		warned   []string
+	}{
+		{"first", []snapshot.ResourceStatus{ok, bad, lost}, [3]int{1, 1, 1}, []string{"a/bad", "b/web"}},
+		{"same again", []snapshot.ResourceStatus{ok, bad, lost}, [3]int{1, 1, 1}, nil},
+		{"another problem", []snapshot.ResourceStatus{ok, fixedBad, lost}, [3]int{1, 1, 1}, []string{"a/bad"}},
+		{"refused ones gone", []snapshot.ResourceStatus{ok}, [3]int{1, 0, 0}, nil},
+		{"back", []snapshot.ResourceStatus{ok, lost}, [3]int{1, 0, 1}, []string{"b/web"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(logs.String())
+			s.Report(tt.statuses)
+			var warned []string
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()[before:]), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if m["level"] == "WARN" {
+					warned = append(warned, m["route"].(string))
+				}
+			}
+			if !slices.Equal(warned, tt.warned) || counts != tt.counts {
+				t.Errorf("warned %v, counts %v; want %v, %v", warned, counts, tt.warned, tt.counts)
+			}
+		})
+	}
 }
