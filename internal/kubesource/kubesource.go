@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"reflect"
@@ -248,16 +249,28 @@ func (s *Source) setup(inf cache.SharedIndexInformer, what string, h cache.Resou
 		return fmt.Errorf("kubesource: %w", err)
 	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		s.errMu.Lock()
-		s.listErrs[what] = err
-		s.errMu.Unlock()
-		if s.started.Load() {
-			s.log.Warn("watching Kubernetes objects failed; serving the last routes seen and retrying", "watch", what, "error", explain(what, err))
-		}
+		s.watchError(what, err)
 	}); err != nil {
 		return fmt.Errorf("kubesource: %w", err)
 	}
 	return nil
+}
+
+// watchError records an informer's list or watch error for Start, and
+// after the start logs those that are not the usual end of a watch.
+func (s *Source) watchError(what string, err error) {
+	s.errMu.Lock()
+	s.listErrs[what] = err
+	s.errMu.Unlock()
+	switch {
+	case !s.started.Load():
+		// Start reports it.
+	case apierrors.IsResourceExpired(err) || apierrors.IsGone(err) || errors.Is(err, io.EOF):
+		// A watch that ended as watches do: the informer lists again.
+		s.log.Debug("watch restarted", "watch", what, "reason", err.Error())
+	default:
+		s.log.Warn("watching Kubernetes objects failed; serving the last routes seen and retrying", "watch", what, "error", explain(what, err))
+	}
 }
 
 // routeHandlers starts a compile when a Route's spec changes. Status

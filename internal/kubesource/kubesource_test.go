@@ -3,6 +3,8 @@ package kubesource
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -375,6 +377,19 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Watch errors after the start: the usual end of a watch is not worth
+	// a warning; a refusal is, with what to do.
+	s.started.Store(true)
+	s.watchError("routes", apierrors.NewResourceExpired("too old resource version"))
+	s.watchError("routes", io.EOF)
+	if strings.Contains(logs.String(), "WARN") {
+		t.Errorf("a watch's usual end logged a warning:\n%s", logs)
+	}
+	s.watchError(describeRoutes("team-a"), apierrors.NewForbidden(schema.GroupResource{Group: kubeapi.Group, Resource: kubeapi.RouteResource}, "", errors.New("no")))
+	if out := logs.String(); !strings.Contains(out, `"level":"WARN"`) || !strings.Contains(out, "needs get, list and watch on routes.sekisho.io") {
+		t.Errorf("a refused watch:\n%s", out)
+	}
+
 	bad := snapshot.ResourceStatus{Namespace: "a", Name: "bad", Generation: 1, Reason: kubeapi.ReasonInvalid, Message: "spec.to: no upstream"}
 	lost := snapshot.ResourceStatus{Namespace: "b", Name: "web", Generation: 1, Reason: kubeapi.ReasonConflicted, Message: `same match conditions as route "a/web"`}
 	ok := snapshot.ResourceStatus{Namespace: "a", Name: "web", Generation: 1, Accepted: true, Reason: kubeapi.ReasonAccepted}
