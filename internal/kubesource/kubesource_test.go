@@ -92,7 +92,7 @@ func TestSource(t *testing.T) {
 
 	t.Run("no CRD", func(t *testing.T) {
 		_, _, err := startErr(t, c.AdminConfig(), config.KubeResources{}, Options{})
-		if err == nil || !strings.Contains(err.Error(), "kubectl apply -f deploy/crds/routes.sekisho.io.yaml") {
+		if err == nil || !strings.Contains(err.Error(), "kubectl apply -f "+kubesourcetest.CRDFile) {
 			t.Fatalf("Start without the CRD: %v", err)
 		}
 	})

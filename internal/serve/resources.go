@@ -28,6 +28,8 @@ func (inst *Instance) startResources(ctx context.Context, decoded *config.File) 
 	// Its warnings are logged by the compile that follows.
 	opts := inst.cfgOpts
 	opts.Warn = func(config.Problem) {}
+	// The Secrets it reads are the first compile's too: no Retain here.
+	opts.SecretFile = inst.secrets.Use().File
 	if inst.opts.ConfigPath != "" {
 		pre, file, err = config.LoadFile(inst.opts.ConfigPath, opts)
 	} else {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/kubesource/kubesourcetest"
 	"github.com/sekisho/sekisho/internal/kubetest"
@@ -89,6 +91,7 @@ func runReplica(t *testing.T, src string) (inst *Instance, logs *testutil.SyncBu
 	case inst = <-started:
 		return inst, logs, stop
 	case err := <-done:
+		once = true // nothing left to stop
 		t.Fatalf("Run exited at start: %v\n%s", err, logs)
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run did not start within 60s")
@@ -195,10 +198,19 @@ func TestRoutesFromKubernetes(t *testing.T) {
 		return srv.URL
 	}
 	one, two := backend("one"), backend("two")
+	// A setting read from a Secret, through the same account: the
+	// watcher's start and Secret references work together.
+	tokens, err := os.ReadFile(testutil.TokenFile(t, "ci", "skt_ci_5f0e9c1d2b3a4f5e6d7c8b9a0f1e2d3c4b5a", "staff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubesourcetest.Namespace(t, c, "sekisho-system", nil)
+	applySecret(t, c, "sekisho-system", "tokens", corev1.SecretTypeOpaque, map[string][]byte{"tokens.yaml": tokens})
 	config := func(kubeconfig string) string {
 		return fmt.Sprintf(`
 listen: {http: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
+api_tokens: {file: "sekisho+k8s://sekisho-system/tokens/tokens.yaml"}
 routes:
   - {name: health, match: {path: /healthz}, to: builtin:echo, public: true}
 kube:
@@ -216,11 +228,11 @@ kube:
 	// Served from the first request: the gateway reads the objects before
 	// it starts listening.
 	kubesourcetest.ApplyRoute(t, c, "team-a", "web", route("/web", one))
-	a, logsA, stopA := runReplica(t, config(kubesourcetest.Grant(t, c, "sekisho-system", "sekisho-a", "sekisho-system", false, dir)))
+	a, logsA, stopA := runReplica(t, config(kubesourcetest.Grant(t, c, "sekisho-system", "sekisho-a", "sekisho-system", false, dir, "tokens")))
 	if code, body := get(t, a, "/web"); code != http.StatusOK || body != "one" {
 		t.Fatalf("first request: %d %q", code, body)
 	}
-	b, _, stopB := runReplica(t, config(kubesourcetest.Grant(t, c, "sekisho-system", "sekisho-b", "sekisho-system", false, dir)))
+	b, _, stopB := runReplica(t, config(kubesourcetest.Grant(t, c, "sekisho-system", "sekisho-b", "sekisho-system", false, dir, "tokens")))
 	replicas := []*Instance{a, b}
 
 	t.Run("create update delete", func(t *testing.T) {

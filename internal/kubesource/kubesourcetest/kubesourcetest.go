@@ -7,6 +7,7 @@ package kubesourcetest
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,55 +18,52 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sekisho/sekisho/internal/kubeapi"
 	"github.com/sekisho/sekisho/internal/kubetest"
+	"github.com/sekisho/sekisho/internal/toolbin"
 )
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+// CRDFile is the generated Route CRD, relative to the repository root: the
+// file the watcher's error tells to apply (kubesource.CRDFile, which this
+// package cannot import: kubesource's tests use it).
+const CRDFile = "deploy/crds/routes.sekisho.io.yaml"
 
-// routeCRD is a minimal Route CRD: any spec, the status subresource. The
-// generated one (deploy/crds) replaces it.
-const routeCRD = `
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: routes.sekisho.io}
-spec:
-  group: sekisho.io
-  scope: Namespaced
-  names: {kind: Route, plural: routes, singular: route, listKind: RouteList, shortNames: [skroute]}
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      subresources: {status: {}}
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-            status: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
-
-// InstallRouteCRD installs the Route CRD unless it is there, and waits
-// until the API server serves it.
+// InstallRouteCRD applies the generated Route CRD (server-side, as
+// `kubectl apply --server-side` does) and waits until the API server
+// serves it.
 func InstallRouteCRD(t testing.TB, c *kubetest.Cluster) {
 	t.Helper()
-	var obj unstructured.Unstructured
-	if err := yaml.Unmarshal([]byte(routeCRD), &obj.Object); err != nil {
+	root, err := toolbin.RepoRoot()
+	if err != nil {
 		t.Fatal(err)
 	}
-	dyn := Dynamic(t, c)
-	ctx := t.Context()
-	if _, err := dyn.Resource(crdGVR).Create(ctx, &obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("create the Route CRD: %v", err)
+	data, err := os.ReadFile(filepath.Join(root, CRDFile))
+	if err != nil {
+		t.Fatal(err)
 	}
-	Eventually(t, 30*time.Second, "the Route CRD is served", func() bool {
-		_, err := dyn.Resource(kubeapi.Routes).List(ctx, metav1.ListOptions{Limit: 1})
+	objs, err := kubetest.Objects(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := kubetest.NewApplier(c.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range objs {
+		if _, err := a.Apply(t.Context(), obj, "", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WaitEstablished(t.Context(), obj.GetName()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dyn := Dynamic(t, c)
+	Eventually(t, 30*time.Second, "the Route resource is served", func() bool {
+		_, err := dyn.Resource(kubeapi.Routes).List(t.Context(), metav1.ListOptions{Limit: 1})
 		return err == nil
 	})
 }
@@ -190,10 +188,11 @@ func Events(t testing.TB, c *kubetest.Cluster, ns, name string) []string {
 // Grant creates service account saNS/sa with exactly the permissions the
 // watcher needs (the documented RBAC): routes get/list/watch,
 // routes/status update/patch, events create/patch, the Leases of
-// leaseNS get/create/update, and namespaces get/list/watch only when
-// selector is set. It writes a kubeconfig presenting the account's token
-// in dir and returns its path.
-func Grant(t testing.TB, c *kubetest.Cluster, saNS, sa, leaseNS string, selector bool, dir string) string {
+// leaseNS get/create/update, namespaces get/list/watch only when
+// selector is set, and get/list/watch on the Secrets of leaseNS named by
+// secrets (those the file's settings reference). It writes a kubeconfig
+// presenting the account's token in dir and returns its path.
+func Grant(t testing.TB, c *kubetest.Cluster, saNS, sa, leaseNS string, selector bool, dir string, secrets ...string) string {
 	t.Helper()
 	ctx := t.Context()
 	cs := c.Client()
@@ -222,9 +221,13 @@ func Grant(t testing.TB, c *kubetest.Cluster, saNS, sa, leaseNS string, selector
 	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subject,
 		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}}, metav1.CreateOptions{})
 	create("cluster role binding", err)
-	_, err = cs.RbacV1().Roles(leaseNS).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{
+	nsRules := []rbacv1.PolicyRule{
 		{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
-	}}, metav1.CreateOptions{})
+	}
+	if len(secrets) > 0 {
+		nsRules = append(nsRules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: []string{"get", "list", "watch"}})
+	}
+	_, err = cs.RbacV1().Roles(leaseNS).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: nsRules}, metav1.CreateOptions{})
 	create("role", err)
 	_, err = cs.RbacV1().RoleBindings(leaseNS).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subject,
 		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}}, metav1.CreateOptions{})
