@@ -3,7 +3,9 @@ package serve
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"sync"
 
 	"k8s.io/klog/v2"
 
@@ -12,6 +14,16 @@ import (
 	"github.com/sekisho/sekisho/internal/kubesource"
 	"github.com/sekisho/sekisho/internal/snapshot"
 )
+
+// clientLogs sends client-go's own logs (leader election, watch retries)
+// to the process log, in its format, instead of plain lines on stderr.
+// klog's logger is global and may be set only before client-go runs, so
+// the first Run of the process sets it, before it starts anything.
+var clientLogs sync.Once
+
+func routeClientLogs(log *slog.Logger) {
+	clientLogs.Do(func() { klog.SetSlogLogger(log) })
+}
 
 // startResources starts the watcher of Route objects when the file has
 // kube.resources, and waits until it has read them all, so the first
@@ -44,9 +56,6 @@ func (inst *Instance) startResources(ctx context.Context, decoded *config.File) 
 	if err != nil {
 		return nil, fmt.Errorf("kube.resources: %w", err)
 	}
-	// client-go's own logs (leader election, watch retries) go to the
-	// process log, in its format, instead of plain lines on stderr.
-	klog.SetSlogLogger(inst.log)
 	metrics := inst.Metrics.NewKubeRoutes()
 	src, err := kubesource.New(kubesource.Options{
 		Config:   rc,

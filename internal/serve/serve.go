@@ -148,6 +148,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	inst.log = log
 	inst.cfgOpts.Logger = log
+	routeClientLogs(log)
 	inst.secrets = kubesecret.New(kubesecret.Options{Logger: log})
 	defer func() {
 		if err := inst.secrets.Close(); err != nil {
