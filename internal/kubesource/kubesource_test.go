@@ -228,10 +228,13 @@ func TestSource(t *testing.T) {
 		})
 		// The status is in the cache: another pass writes nothing, and
 		// the status writes started no compile.
-		kubesourcetest.Eventually(t, 5*time.Second, "the cache has the status", func() bool {
-			o := s.object("st", "good")
-			_, ok := o.Object["status"]
-			return ok
+		kubesourcetest.Eventually(t, 5*time.Second, "the cache has both statuses", func() bool {
+			for _, name := range []string{"good", "bad"} {
+				if _, ok := s.object("st", name).Object["status"]; !ok {
+					return false
+				}
+			}
+			return true
 		})
 		writes := s.writes.Load()
 		if failed := s.writeStatus(t.Context()); failed != 0 || s.writes.Load() != writes {
