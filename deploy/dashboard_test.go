@@ -44,6 +44,9 @@ func TestDashboardMetrics(t *testing.T) {
 	m.JWKSRefresh("i", "updated")
 	m.RestartRequired(true)
 	m.TokenReview("authenticated", time.Millisecond)
+	k := m.NewKubeRoutes()
+	k.Routes(1, 1, 0)
+	k.Leader(true)
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
