@@ -54,12 +54,5 @@ func Spec() (toolbin.Spec, error) {
 // (toolbin.Ensure). $SEKISHO_OPENBAO_CACHE overrides where it is kept.
 func EnsureBinary(ctx context.Context, logw io.Writer) (string, error) {
 	spec, err := Spec()
-	if err != nil {
-		return "", err
-	}
-	paths, err := toolbin.Ensure(ctx, logw, spec)
-	if err != nil {
-		return "", err
-	}
-	return paths["bao"], nil
+	return toolbin.EnsureOne(ctx, logw, spec, err)
 }

@@ -21,8 +21,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/semver"
-
 	"github.com/sekisho/sekisho/internal/toolbin"
 )
 
@@ -40,13 +38,9 @@ const CacheEnv = "SEKISHO_HELM_CACHE"
 // Spec is what EnsureBinary builds, for the command that builds every tools
 // module ahead of the tests (internal/toolbin/all).
 func Spec() (toolbin.Spec, error) {
-	mod, err := toolbin.Module(toolsDir)
+	version, err := toolbin.Release(toolsDir, helmModule)
 	if err != nil {
 		return toolbin.Spec{}, fmt.Errorf("helmtest: %w", err)
-	}
-	version := toolbin.Required(mod, helmModule)
-	if !semver.IsValid(version) {
-		return toolbin.Spec{}, fmt.Errorf("helmtest: %s/go.mod does not require a release of %s (%q)", toolsDir, helmModule, version)
 	}
 	return toolbin.Spec{
 		Name:     "helm",
@@ -68,14 +62,7 @@ func Spec() (toolbin.Spec, error) {
 // (toolbin.Ensure). $SEKISHO_HELM_CACHE overrides where it is kept.
 func EnsureBinary(ctx context.Context, logw io.Writer) (string, error) {
 	spec, err := Spec()
-	if err != nil {
-		return "", err
-	}
-	paths, err := toolbin.Ensure(ctx, logw, spec)
-	if err != nil {
-		return "", err
-	}
-	return paths["helm"], nil
+	return toolbin.EnsureOne(ctx, logw, spec, err)
 }
 
 // Binary returns the helm binary for a test, building it if needed

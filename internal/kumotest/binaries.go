@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"golang.org/x/mod/semver"
-
 	"github.com/sekisho/sekisho/internal/toolbin"
 )
 
@@ -24,12 +22,8 @@ const CacheEnv = "SEKISHO_KUMO_CACHE"
 // Spec is what EnsureBinary builds, for the command that builds every tools
 // module ahead of the tests (internal/toolbin/all).
 func Spec() (toolbin.Spec, error) {
-	mod, err := toolbin.Module(toolsDir)
-	if err != nil {
+	if _, err := toolbin.Release(toolsDir, kumoModule); err != nil {
 		return toolbin.Spec{}, fmt.Errorf("kumotest: %w", err)
-	}
-	if v := toolbin.Required(mod, kumoModule); !semver.IsValid(v) {
-		return toolbin.Spec{}, fmt.Errorf("kumotest: %s/go.mod does not require a release of %s (%q)", toolsDir, kumoModule, v)
 	}
 	return toolbin.Spec{
 		Name:     "kumo",
@@ -46,12 +40,5 @@ func Spec() (toolbin.Spec, error) {
 // cache. $SEKISHO_KUMO_CACHE overrides where it is kept.
 func EnsureBinary(ctx context.Context, logw io.Writer) (string, error) {
 	spec, err := Spec()
-	if err != nil {
-		return "", err
-	}
-	paths, err := toolbin.Ensure(ctx, logw, spec)
-	if err != nil {
-		return "", err
-	}
-	return paths["kumo"], nil
+	return toolbin.EnsureOne(ctx, logw, spec, err)
 }

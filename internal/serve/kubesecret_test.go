@@ -23,39 +23,6 @@ import (
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 
-// startFile runs the gateway on the config file at path (watched, as in
-// production) and returns the instance once it serves.
-func startFile(t *testing.T, path string) (*Instance, *testutil.SyncBuffer) {
-	t.Helper()
-	logs := &testutil.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan *Instance, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{ConfigPath: path, LogOutput: logs, Started: func(i *Instance) { started <- i }})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of cancel")
-		}
-	})
-	select {
-	case inst := <-started:
-		return inst, logs
-	case err := <-done:
-		t.Fatalf("Run exited at start: %v\n%s", err, logs)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not start within 20s")
-	}
-	return nil, nil
-}
-
 // runFails runs the gateway on the config file at path and returns the
 // error it stops with at start.
 func runFails(t *testing.T, path string) (logs string, err error) {

@@ -25,13 +25,26 @@ routes:
 // the test reloads) until the test ends.
 func startInstance(t *testing.T, src string) (*Instance, *testutil.SyncBuffer) {
 	t.Helper()
+	return startWith(t, Options{DefaultConfig: []byte(src)})
+}
+
+// startFile runs the gateway on the config file at path (watched, as in
+// production) and returns the instance once it serves.
+func startFile(t *testing.T, path string) (*Instance, *testutil.SyncBuffer) {
+	t.Helper()
+	return startWith(t, Options{ConfigPath: path})
+}
+
+// startWith runs Run with opts until the test ends and returns the
+// instance once it serves, with its logs.
+func startWith(t *testing.T, opts Options) (*Instance, *testutil.SyncBuffer) {
+	t.Helper()
 	logs := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan *Instance, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{DefaultConfig: []byte(src), LogOutput: logs, Started: func(i *Instance) { started <- i }})
-	}()
+	opts.LogOutput, opts.Started = logs, func(i *Instance) { started <- i }
+	go func() { done <- Run(ctx, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -48,8 +61,8 @@ func startInstance(t *testing.T, src string) (*Instance, *testutil.SyncBuffer) {
 		return inst, logs
 	case err := <-done:
 		t.Fatalf("Run exited at start: %v\n%s", err, logs)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not start within 10s")
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not start within 20s")
 	}
 	return nil, nil
 }

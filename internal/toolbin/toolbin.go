@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/semver"
 
 	"github.com/sekisho/sekisho/internal/testutil"
 )
@@ -140,6 +141,37 @@ func Required(f *modfile.File, mod string) string {
 		}
 	}
 	return ""
+}
+
+// Release returns the version of mod that the tools module dir pins, for
+// a Spec's ldflags; a module the tools module does not require is an
+// error, so a renamed module is caught before a long build.
+func Release(dir, mod string) (string, error) {
+	f, err := Module(dir)
+	if err != nil {
+		return "", err
+	}
+	v := Required(f, mod)
+	if !semver.IsValid(v) {
+		return "", fmt.Errorf("%s/go.mod does not require a release of %s (%q)", dir, mod, v)
+	}
+	return v, nil
+}
+
+// EnsureOne is Ensure for a tool of one binary: that binary's path. spec
+// and err are what the tool's Spec returned.
+func EnsureOne(ctx context.Context, logw io.Writer, spec Spec, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	if len(spec.Bins) != 1 {
+		return "", fmt.Errorf("%s: EnsureOne needs a tool of one binary, not %d", spec.Name, len(spec.Bins))
+	}
+	paths, err := Ensure(ctx, logw, spec)
+	if err != nil {
+		return "", err
+	}
+	return paths[spec.Bins[0].Name], nil
 }
 
 // built reports whether dir holds every binary built for key.

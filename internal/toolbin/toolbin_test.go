@@ -3,6 +3,7 @@ package toolbin
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -158,5 +159,17 @@ func TestEnsureWaitsForLock(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "waiting for another process") || strings.Contains(log.String(), "kube: building") {
 		t.Errorf("log = %q; want a wait and no build", log.String())
+	}
+}
+
+func TestRelease(t *testing.T) {
+	if v, err := Release("tools/kube", "k8s.io/kubernetes"); err != nil || !strings.HasPrefix(v, "v1.") {
+		t.Errorf("Release(tools/kube, k8s.io/kubernetes) = %q, %v", v, err)
+	}
+	if _, err := Release("tools/kube", "example.com/not-required"); err == nil || !strings.Contains(err.Error(), "does not require a release of example.com/not-required") {
+		t.Errorf("a module the tools module does not require: %v", err)
+	}
+	if _, err := EnsureOne(t.Context(), io.Discard, Spec{Name: "two", Bins: []Bin{{Name: "a"}, {Name: "b"}}}, nil); err == nil {
+		t.Error("EnsureOne took a tool of two binaries")
 	}
 }
