@@ -1,8 +1,13 @@
 package config
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sekisho/sekisho/internal/reuse"
+	"github.com/sekisho/sekisho/internal/snapshot"
 )
 
 func TestServiceUpstream(t *testing.T) {
@@ -117,4 +122,38 @@ func FuzzResourceSpec(f *testing.F) {
 			t.Fatalf("refused resource is served: %+v", st)
 		}
 	})
+}
+
+// BenchmarkCompileResources is the cost of one reload from Route objects:
+// every change of one object compiles the file and all of them again.
+func BenchmarkCompileResources(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			routes := make([]ResourceRoute, n)
+			for i := range routes {
+				spec := fmt.Sprintf(`{"match":{"host":"app%d.example.com","path_prefix":"/api/"},"to":"service/api:8080","allow":[{"groups":["dev"]}],"deny":[{"when":"!identity.mfa"}]}`, i)
+				routes[i] = ResourceRoute{Namespace: "team-" + strconv.Itoa(i%10), Name: "r" + strconv.Itoa(i), Generation: 1, Spec: []byte(spec)}
+			}
+			opts := Options{Resources: func() []ResourceRoute { return routes }, Reuse: reuse.NewPool(reuse.Options{})}
+			src := []byte("listen: {http: 127.0.0.1:0}\nkube: {resources: {}}\n")
+			dir := b.TempDir()
+			var prev *snapshot.Snapshot
+			for b.Loop() {
+				s, err := Parse(src, "sekisho.yaml", dir, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if prev != nil {
+					prev.Close()
+				}
+				prev = s
+			}
+			if prev != nil {
+				if got := prev.Routes.Len(); got != n {
+					b.Fatalf("%d routes served, want %d", got, n)
+				}
+				prev.Close()
+			}
+		})
+	}
 }
