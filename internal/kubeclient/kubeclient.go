@@ -61,7 +61,7 @@ func Config(opts Options) (*rest.Config, error) {
 		return cfg, nil
 	}
 	if opts.ServiceHost == "" || opts.ServicePort == "" {
-		return nil, errors.New("no Kubernetes API server: not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset) and no kubeconfig is set")
+		return nil, errors.New("no Kubernetes API server: not in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset) and no kubeconfig is named (KUBECONFIG is unset)")
 	}
 	dir := opts.ServiceAccountDir
 	if dir == "" {
