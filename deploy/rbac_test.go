@@ -81,7 +81,7 @@ func seed(t *testing.T, c *kubetest.Cluster, a *kubetest.Applier, ns string, rou
 	t.Helper()
 	ctx := t.Context()
 	for _, rns := range routeNamespaces {
-		r := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"to": "service/app:80", "public": true}}}
+		r := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"match": map[string]any{"host": "app.example.com"}, "to": "service/app:80", "public": true}}}
 		r.SetAPIVersion(kubeapi.Group + "/" + kubeapi.Version)
 		r.SetKind(kubeapi.RouteKind)
 		r.SetName("app")

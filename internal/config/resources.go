@@ -39,6 +39,12 @@ type KubeResources struct {
 	// ClusterDomain completes service/NAME:PORT upstreams
 	// (NAME.NAMESPACE.svc.CLUSTER_DOMAIN).
 	ClusterDomain string `yaml:"cluster_domain"`
+	// SharedHosts are hosts on which routes of several namespaces (and
+	// the file's) may sit side by side. Every other host belongs to the
+	// file when a file route names it, else to the namespace of its
+	// oldest Route object: no other namespace can add a path to it and so
+	// take a share of its traffic and credentials.
+	SharedHosts []string `yaml:"shared_hosts"`
 	// LeaderElection names the Lease that picks the one replica writing
 	// status and Events.
 	LeaderElection LeaderElection `yaml:"leader_election"`
@@ -92,6 +98,12 @@ func (c *compiler) checkKubeResources(f *File) {
 	} else if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(k.ClusterDomain, ".")); len(errs) > 0 {
 		c.addf(append(at, "cluster_domain"), "%q is not a DNS domain: %s", k.ClusterDomain, strings.Join(errs, "; "))
 	}
+	for i, h := range k.SharedHosts {
+		name := strings.TrimPrefix(strings.ToLower(strings.TrimSuffix(h, ".")), "*.")
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			c.addf(append(at, "shared_hosts", i), "%q is not a host name (or *.domain): %s", h, strings.Join(errs, "; "))
+		}
+	}
 	le := &k.LeaderElection
 	if le.Name == "" {
 		le.Name = "sekisho"
@@ -130,6 +142,7 @@ func (c *compiler) compileResources(s *snapshot.Snapshot, f *File, rules []route
 		return cmp.Compare(a.Key(), b.Key())
 	})
 	status := make([]snapshot.ResourceStatus, len(resources))
+	owners := newHostOwners(rules, f.Kube.Resources.SharedHosts)
 	var candidates []int // indices into resources, in table order after the file's rules
 	for i := range resources {
 		res := &resources[i]
@@ -141,8 +154,15 @@ func (c *compiler) compileResources(s *snapshot.Snapshot, f *File, rules []route
 		if ok {
 			rule = compileRoute(sub, r, []any{"spec"})
 		}
+		if ok && len(rule.Hosts) == 0 {
+			sub.addf([]any{"spec", "match"}, "a route from a resource names its hosts (match.host or match.hosts): a route for any host would take paths of hosts other namespaces own")
+		}
 		if len(sub.problems) > 0 {
 			status[i].Reason, status[i].Message = kubeapi.ReasonInvalid, problemsMessage(sub.problems)
+			continue
+		}
+		if msg := owners.claim(res, rule.Hosts); msg != "" {
+			status[i].Reason, status[i].Message = kubeapi.ReasonConflicted, msg
 			continue
 		}
 		rules = append(rules, rule)
@@ -188,6 +208,67 @@ func (c *compiler) compileResources(s *snapshot.Snapshot, f *File, rules []route
 		}
 		rules, candidates = keep, kept
 	}
+}
+
+// hostOwners decides who may put routes on a host: the file, for the
+// hosts its routes name; else the namespace of the oldest Route object
+// naming it. Shared hosts belong to no one.
+type hostOwners struct {
+	shared map[string]bool
+	owner  map[string]string // host ("*.example.com" too) → namespace, or "" for the file
+	by     map[string]string // host → the object that took it, for messages
+	order  []string          // owned hosts as taken (the file's first), so messages are stable
+}
+
+func (o *hostOwners) take(h, ns, by string) {
+	if _, taken := o.owner[h]; taken || o.shared[h] {
+		return
+	}
+	o.owner[h], o.by[h] = ns, by
+	o.order = append(o.order, h)
+}
+
+func newHostOwners(fileRules []route.Rule[*snapshot.Route], shared []string) *hostOwners {
+	o := &hostOwners{shared: map[string]bool{}, owner: map[string]string{}, by: map[string]string{}}
+	for _, h := range shared {
+		o.shared[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
+	for _, r := range fileRules {
+		for _, h := range r.Hosts {
+			o.take(h, "", "")
+		}
+	}
+	return o
+}
+
+// claim gives res's hosts to its namespace, or says whose one of them
+// is. A wildcard and the hosts under it count as one claim.
+func (o *hostOwners) claim(res *ResourceRoute, hosts []string) string {
+	for _, h := range hosts {
+		if o.shared[h] {
+			continue
+		}
+		for _, owned := range o.order {
+			ns := o.owner[owned]
+			if ns == res.Namespace || !(owned == h || covers(owned, h) || covers(h, owned)) {
+				continue
+			}
+			if ns == "" {
+				return fmt.Sprintf("host %q belongs to the gateway's configuration file (a route there names %q); list it in kube.resources.shared_hosts to let namespaces add routes to it", h, owned)
+			}
+			return fmt.Sprintf("host %q belongs to namespace %s (its Route %s named %q first); list it in kube.resources.shared_hosts to let namespaces share it", h, ns, o.by[owned], owned)
+		}
+	}
+	for _, h := range hosts {
+		o.take(h, res.Namespace, res.Key())
+	}
+	return ""
+}
+
+// covers reports whether the wildcard host w ("*.example.com") matches h.
+func covers(w, h string) bool {
+	domain, ok := strings.CutPrefix(w, "*")
+	return ok && strings.HasSuffix(h, domain) && len(h) > len(domain)
 }
 
 // problemsMessage joins a resource's problems into one status message,

@@ -50,8 +50,8 @@ func TestServiceUpstream(t *testing.T) {
 // route table under NAMESPACE/NAME and left-out ones are not, and that
 // resources are ignored without kube.resources.
 func TestResourceRoutesServed(t *testing.T) {
-	spec := []byte(`{"match":{"path_prefix":"/a/"},"to":"service/api:8080","allow":[{"groups":["dev"]}]}`)
-	bad := []byte(`{"match":{"path_prefix":"/b/"},"to":"service/api:8080"}`)
+	spec := []byte(`{"match":{"host":"example.com","path_prefix":"/a/"},"to":"service/api:8080","allow":[{"groups":["dev"]}]}`)
+	bad := []byte(`{"match":{"host":"example.com","path_prefix":"/b/"},"to":"service/api:8080"}`)
 	resources := func() []ResourceRoute {
 		return []ResourceRoute{{Namespace: "team-a", Name: "api", Generation: 3, Spec: spec}, {Namespace: "team-a", Name: "bad", Generation: 1, Spec: bad}}
 	}
@@ -98,7 +98,7 @@ func TestResourceRoutesServed(t *testing.T) {
 // is either served or reported, never both nor neither.
 func FuzzResourceSpec(f *testing.F) {
 	for _, s := range []string{
-		`{"match":{"path_prefix":"/a/"},"to":"service/api:8080","allow":[{"groups":["dev"]}]}`,
+		`{"match":{"host":"example.com","path_prefix":"/a/"},"to":"service/api:8080","allow":[{"groups":["dev"]}]}`,
 		`{"match":{"host":"*.example.com"},"to":[{"url":"service/a:1","weight":2},"service/b:2"],"public":true}`,
 		`{"name":"x","to":"http://x","upstream_tls":{"ca_file":"/etc/passwd"}}`,
 		`{"match":{"path_regex":"^/(a|b"},"to":"service/api:1","deny":[{"when":"true"}],"allow":[{"emails":["a@b"]}]}`,

@@ -84,7 +84,7 @@ func keys(rs []config.ResourceRoute, prefix string) []string {
 	return out
 }
 
-const spec = `{match: {path: /x}, to: "service/web:80", public: true}`
+const spec = `{match: {host: x.test, path: /x}, to: "service/web:80", public: true}`
 
 func TestSource(t *testing.T) {
 	c := kube.Cluster(t)
@@ -158,7 +158,7 @@ func TestSource(t *testing.T) {
 		if got := keys(s.Routes(), "ns-"); !slices.Equal(got, []string{"ns-a/web", "ns-c/web"}) {
 			t.Fatalf("routes = %v", got)
 		}
-		obj := kubesourcetest.ApplyRoute(t, c, "ns-a", "api", `{match: {path: /api}, to: "service/api:8080", public: true}`)
+		obj := kubesourcetest.ApplyRoute(t, c, "ns-a", "api", `{match: {host: x.test, path: /api}, to: "service/api:8080", public: true}`)
 		kubesourcetest.Eventually(t, 5*time.Second, "the change is reported", func() bool { return calls.Load() > 0 })
 		var got config.ResourceRoute
 		for _, r := range s.Routes() {
@@ -167,7 +167,7 @@ func TestSource(t *testing.T) {
 			}
 		}
 		if got.Generation != 1 || !got.Created.Equal(obj.GetCreationTimestamp().Time) ||
-			string(got.Spec) != `{"match":{"path":"/api"},"public":true,"to":"service/api:8080"}` {
+			string(got.Spec) != `{"match":{"host":"x.test","path":"/api"},"public":true,"to":"service/api:8080"}` {
 			t.Fatalf("route = %+v (spec %s)", got, got.Spec)
 		}
 	})
@@ -200,7 +200,7 @@ func TestSource(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		kubesourcetest.Namespace(t, c, "st", nil)
 		kubesourcetest.ApplyRoute(t, c, "st", "good", spec)
-		kubesourcetest.ApplyRoute(t, c, "st", "bad", `{match: {path: /y}, to: "service/web:80", allow: [{when: "nope"}]}`)
+		kubesourcetest.ApplyRoute(t, c, "st", "bad", `{match: {host: x.test, path: /y}, to: "service/web:80", allow: [{when: "nope"}]}`)
 		s, calls := start(t, c.AdminConfig(), config.KubeResources{Namespaces: []string{"st"}, LeaderElection: config.LeaderElection{Name: "status"}}, Options{})
 		kubesourcetest.Eventually(t, 10*time.Second, "the source leads", s.Leader)
 		changes := s.changes.Load()
@@ -246,7 +246,7 @@ func TestSource(t *testing.T) {
 
 		// A new generation, still accepted: observedGeneration follows,
 		// the transition time and the Events stay.
-		kubesourcetest.ApplyRoute(t, c, "st", "good", `{match: {path: /x}, to: "service/web:80", allow: [{users: [ann]}]}`)
+		kubesourcetest.ApplyRoute(t, c, "st", "good", `{match: {host: x.test, path: /x}, to: "service/web:80", allow: [{users: [ann]}]}`)
 		kubesourcetest.Eventually(t, 5*time.Second, "the spec change is reported", func() bool { return calls.Load() == 1 })
 		kubesourcetest.Eventually(t, 5*time.Second, "the cache has generation 2", func() bool { return s.object("st", "good").GetGeneration() == 2 })
 		s.Report([]snapshot.ResourceStatus{

@@ -100,9 +100,23 @@ func runReplica(t *testing.T, src string) (inst *Instance, logs *testutil.SyncBu
 }
 
 // get returns the status and body of GET path on inst's gateway.
+// routesHost is the host of the test's routes: a shared host, on which
+// both namespaces and the file may put routes.
+const routesHost = "app.test"
+
 func get(t *testing.T, inst *Instance, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + inst.Server.HTTPAddr() + path)
+	return getHost(t, inst, routesHost, path)
+}
+
+func getHost(t *testing.T, inst *Instance, host, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+inst.Server.HTTPAddr()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +170,7 @@ func TestResourcesStartOnly(t *testing.T) {
 	}{
 		{"allow_urls", func(r *config.KubeResources) { r.AllowURLs = true }, false},
 		{"cluster_domain", func(r *config.KubeResources) { r.ClusterDomain = "example.internal" }, false},
+		{"shared_hosts", func(r *config.KubeResources) { r.SharedHosts = []string{"api.example.com"} }, false},
 		{"namespaces", func(r *config.KubeResources) { r.Namespaces = []string{"a", "b"} }, true},
 		{"namespace_selector", func(r *config.KubeResources) { r.NamespaceSelector = "x=y" }, true},
 		{"kubeconfig", func(r *config.KubeResources) { r.Kubeconfig = "/k" }, true},
@@ -212,17 +227,18 @@ listen: {http: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
 api_tokens: {file: "sekisho+k8s://sekisho-system/tokens/tokens.yaml"}
 routes:
-  - {name: health, match: {path: /healthz}, to: builtin:echo, public: true}
+  - {name: health, match: {host: app.test, path: /healthz}, to: builtin:echo, public: true}
 kube:
   resources:
     kubeconfig: %s
     namespaces: [team-a, team-b]
     allow_urls: true
+    shared_hosts: [app.test]
     leader_election: {namespace: sekisho-system, name: sekisho}
 `, kubeconfig)
 	}
 	route := func(path, to string) string {
-		return fmt.Sprintf(`{match: {path: %s}, to: %q, public: true}`, path, to)
+		return fmt.Sprintf(`{match: {host: app.test, path: %s}, to: %q, public: true}`, path, to)
 	}
 
 	// Served from the first request: the gateway reads the objects before
@@ -250,7 +266,7 @@ kube:
 	// the cluster's DNS, which this machine has not: the request fails,
 	// and the upstream errors name the Service's address.
 	t.Run("service upstream", func(t *testing.T) {
-		kubesourcetest.ApplyRoute(t, c, "team-a", "svc", `{match: {path: /svc}, to: "service/web:80", public: true}`)
+		kubesourcetest.ApplyRoute(t, c, "team-a", "svc", `{match: {host: app.test, path: /svc}, to: "service/web:80", public: true}`)
 		serves(t, time.Second, "/svc", http.StatusBadGateway, "", a)
 		families, err := a.Metrics.Registry.Gather()
 		if err != nil {
@@ -278,7 +294,7 @@ kube:
 	})
 
 	t.Run("invalid", func(t *testing.T) {
-		kubesourcetest.ApplyRoute(t, c, "team-b", "bad", `{match: {path: /bad}, to: "`+two+`", allow: [{when: "identity.nope == 1"}]}`)
+		kubesourcetest.ApplyRoute(t, c, "team-b", "bad", `{match: {host: app.test, path: /bad}, to: "`+two+`", allow: [{when: "identity.nope == 1"}]}`)
 		kubesourcetest.Eventually(t, 10*time.Second, "status Invalid", func() bool {
 			cond, _ := kubesourcetest.Accepted(t, c, "team-b", "bad")
 			return cond != nil && cond.Status == "False" && cond.Reason == "Invalid" && strings.HasPrefix(cond.Message, "spec.allow[0].when: ") && strings.Contains(cond.Message, "undefined field 'nope'")
@@ -312,6 +328,25 @@ kube:
 				t.Errorf("sekisho_kube_routes{state=conflicted} = %v", got)
 			}
 		}
+	})
+
+	// A host no shared_hosts entry names belongs to the namespace of its
+	// oldest Route: another namespace cannot add a path to it, and so
+	// cannot take a share of its requests and credentials.
+	t.Run("host of another namespace", func(t *testing.T) {
+		kubesourcetest.ApplyRoute(t, c, "team-a", "own", `{match: {host: a.test, path_prefix: /}, to: "`+one+`", public: true}`)
+		kubesourcetest.ApplyRoute(t, c, "team-b", "steal", `{match: {host: a.test, path_prefix: /login/}, to: "`+two+`", public: true, pass_credentials: true}`)
+		kubesourcetest.Eventually(t, 10*time.Second, "team-b/steal Conflicted", func() bool {
+			cond, _ := kubesourcetest.Accepted(t, c, "team-b", "steal")
+			return cond != nil && cond.Reason == "Conflicted" && strings.Contains(cond.Message, `host "a.test" belongs to namespace team-a`)
+		})
+		for _, inst := range replicas {
+			if code, body := getHost(t, inst, "a.test", "/login/x"); code != http.StatusOK || body != "one" {
+				t.Errorf("a.test/login/x answered %d %q, want team-a's upstream", code, body)
+			}
+		}
+		kubesourcetest.DeleteRoute(t, c, "team-b", "steal")
+		kubesourcetest.DeleteRoute(t, c, "team-a", "own")
 	})
 
 	t.Run("namespace not listed", func(t *testing.T) {

@@ -256,6 +256,10 @@ func (b *schemaBuilder) routeSpec() apiextv1.JSONSchemaProps {
 			Rule:    "(has(self.public) && self.public) || (has(self.allow) && size(self.allow) > 0)",
 			Message: "a route needs an allow rule (without one it would deny every request), or public: true to serve it without authentication",
 		},
+		{
+			Rule:    "has(self.match) && ((has(self.match.host) && self.match.host != '') || (has(self.match.hosts) && size(self.match.hosts) > 0))",
+			Message: "a Route names its hosts (match.host or match.hosts): a route for any host would take paths of hosts other namespaces own",
+		},
 	}
 	m := s.Properties["match"]
 	m.XValidations = apiextv1.ValidationRules{{

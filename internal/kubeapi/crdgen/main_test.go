@@ -149,17 +149,21 @@ func TestCRDOnAPIServer(t *testing.T) {
 			"allow": allowAlice,
 		}, ""},
 		{"public", map[string]any{"match": map[string]any{"host": "www.example.com"}, "to": "service/www:80", "public": true}, ""},
-		{"empty-path-is-unset", map[string]any{"match": map[string]any{"path": "", "path_prefix": "/x"}, "to": "service/x:80", "public": true}, ""},
+		{"empty-path-is-unset", map[string]any{"match": map[string]any{"host": "x.example.com", "path": "", "path_prefix": "/x"}, "to": "service/x:80", "public": true}, ""},
 		{"two-paths", map[string]any{"match": map[string]any{"path": "/a", "path_regex": "/b.*"}, "to": "service/x:80", "public": true},
 			"path, path_prefix and path_regex are exclusive; set at most one"},
 		// to has no type in the schema (a URL or a list), and CEL sees no
 		// untyped field: a negative weight is stored, and the compiler
 		// refuses it on the route's status.
-		{"negative-weight", map[string]any{"to": []any{map[string]any{"url": "service/x:80", "weight": -1}}, "public": true}, ""},
+		{"negative-weight", map[string]any{"match": map[string]any{"hosts": []any{"x.example.com"}}, "to": []any{map[string]any{"url": "service/x:80", "weight": -1}}, "public": true}, ""},
 		{"public-with-rules", map[string]any{"to": "service/x:80", "public": true, "allow": allowAlice},
 			"a public route (no authentication) has no allow or deny rules"},
 		{"no-allow", map[string]any{"to": "service/x:80", "deny": allowAlice},
 			"a route needs an allow rule"},
+		{"no-host", map[string]any{"match": map[string]any{"path": "/x"}, "to": "service/x:80", "public": true},
+			"a Route names its hosts"},
+		{"empty-hosts", map[string]any{"match": map[string]any{"host": "", "hosts": []any{}}, "to": "service/x:80", "public": true},
+			"a Route names its hosts"},
 		{"unknown-field", map[string]any{"to": "service/x:80", "public": true, "pubic": true},
 			`unknown field "spec.pubic"`},
 		{"wrong-type", map[string]any{"to": "service/x:80", "public": "yes"},

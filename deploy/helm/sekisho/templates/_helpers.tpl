@@ -64,7 +64,7 @@ kubeRoutes.
 {{- $_ := set $k "webhook" $w -}}
 {{- end -}}
 {{- if .Values.kubeRoutes.enabled -}}
-{{- $r := dict "namespaces" .Values.kubeRoutes.namespaces "allow_urls" .Values.kubeRoutes.allowURLs "cluster_domain" .Values.kubeRoutes.clusterDomain "leader_election" (dict "name" (include "sekisho.fullname" .)) -}}
+{{- $r := dict "namespaces" .Values.kubeRoutes.namespaces "allow_urls" .Values.kubeRoutes.allowURLs "shared_hosts" .Values.kubeRoutes.sharedHosts "cluster_domain" .Values.kubeRoutes.clusterDomain "leader_election" (dict "name" (include "sekisho.fullname" .)) -}}
 {{- if .Values.kubeRoutes.namespaceSelector -}}
 {{- $_ := set $r "namespace_selector" .Values.kubeRoutes.namespaceSelector -}}
 {{- end -}}
