@@ -6,6 +6,7 @@ package kubesourcetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
@@ -112,7 +114,7 @@ func ApplyRoute(t testing.TB, c *kubetest.Cluster, ns, name, spec string) *unstr
 	}
 	res := Dynamic(t, c).Resource(kubeapi.Routes).Namespace(ns)
 	ctx := t.Context()
-	cur, err := res.Get(ctx, name, metav1.GetOptions{})
+	_, err := res.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		obj := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": kubeapi.Group + "/" + kubeapi.Version, "kind": kubeapi.RouteKind,
@@ -127,8 +129,13 @@ func ApplyRoute(t testing.TB, c *kubetest.Cluster, ns, name, spec string) *unstr
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur.Object["spec"] = s
-	out, err := res.Update(ctx, cur, metav1.UpdateOptions{})
+	// Replace the spec whatever the resourceVersion: the status writer
+	// changes it at any time, and a kubectl user's edit does not wait.
+	patch, err := json.Marshal([]map[string]any{{"op": "replace", "path": "/spec", "value": s}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := res.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{})
 	if err != nil {
 		t.Fatalf("update route %s/%s: %v", ns, name, err)
 	}
