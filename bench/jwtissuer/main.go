@@ -1,69 +1,73 @@
 // Command jwtissuer is a throwaway OIDC issuer for bench/load.sh: it serves a
-// discovery document and a JWKS on loopback and writes one signed token to a
-// file, so the load script can drive sekisho with bearer JWTs.
+// discovery document and a JWKS on loopback and writes signed tokens to
+// files, so the load script can drive sekisho and its peers with bearer JWTs.
+//
+// It also mints many distinct tokens (-tokens N), for the scenario that
+// measures a gateway whose token cache sees every token once per cycle, and
+// rotates its signing key on POST /rotate, for the scenario that measures a
+// key rotation under load.
 package main
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"flag"
 	"log"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 func main() {
-	addr := flag.String("listen", "127.0.0.1:18082", "address to serve discovery and JWKS on")
+	addr := flag.String("listen", "127.0.0.1:18085", "address to serve discovery and JWKS on")
 	out := flag.String("token-file", "token.jwt", "where to write the signed token")
+	n := flag.Int("tokens", 0, "also mint this many distinct tokens (distinct subject, email and ID)")
+	many := flag.String("tokens-file", "tokens.txt", "where to write the -tokens tokens, one per line")
 	flag.Parse()
 
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	is, err := newIssuer("http://" + *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	issuer := "http://" + *addr
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "bench"}}, (&jose.SignerOptions{}).WithType("JWT"))
+	tok, err := is.token(0)
 	if err != nil {
 		log.Fatal(err)
 	}
-	now := time.Now()
-	tok, err := jwt.Signed(signer).Claims(map[string]any{
-		"iss": issuer, "aud": "bench", "sub": "bench-user", "email": "bench@example.com",
-		"groups": []string{"admin"}, "amr": []string{"pwd", "mfa"},
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	}).Serialize()
-	if err != nil {
+	if err := writeFile(*out, []byte(tok)); err != nil {
 		log.Fatal(err)
 	}
-	if err := os.WriteFile(*out, []byte(tok), 0o600); err != nil {
-		log.Fatal(err)
+	if *n > 0 {
+		start := time.Now()
+		f, err := os.CreateTemp(filepath.Dir(*many), ".tokens-*")
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := is.mint(f, *n); err != nil {
+			log.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.Rename(f.Name(), *many); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("minted %d distinct tokens into %s in %s", *n, *many, time.Since(start).Round(time.Millisecond))
 	}
-
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "bench", Algorithm: "RS256", Use: "sig"}}})
-	disc, _ := json.Marshal(map[string]any{
-		"issuer": issuer, "jwks_uri": issuer + "/keys",
-		"authorization_endpoint": issuer + "/auth", "token_endpoint": issuer + "/token",
-		"response_types_supported": []string{"code"}, "subject_types_supported": []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-	})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(disc)
-	})
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(jwks)
-	})
+	// Listen only once the tokens exist: the script takes the first answer
+	// as "ready".
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Fatal(http.Serve(ln, mux))
+	log.Fatal(http.Serve(ln, is.handler()))
+}
+
+// writeFile writes data to path through a temporary file and a rename, so
+// a reader polling path never sees half a token.
+func writeFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
