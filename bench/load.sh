@@ -194,7 +194,7 @@ scenario_authrequest() {
 }
 
 scenario_authrequest_ready() {
-	start_front "$PORT_DECISION" /nginx '$upstream_http_x_forwarded_user'
+	start_front "$PORT_DECISION" /nginx x_forwarded_user
 }
 
 # scenario_authrequest_jwt: the same topology with the bench JWT and the
@@ -207,14 +207,14 @@ scenario_authrequest_jwt() {
 }
 
 scenario_authrequest_jwt_ready() {
-	start_front "$PORT_DECISION" /nginx '$upstream_http_x_forwarded_user'
+	start_front "$PORT_DECISION" /nginx x_forwarded_user
 }
 
 # scenario_oauth2proxy_auth: nginx auth_request to oauth2-proxy's
 # /oauth2/auth with the bench JWT.
 scenario_oauth2proxy_auth() {
 	start_oauth2_proxy
-	start_front "$PORT_OAUTH2PROXY" /oauth2/auth '$upstream_http_x_auth_request_user'
+	start_front "$PORT_OAUTH2PROXY" /oauth2/auth x_auth_request_user
 	SC_PIDS+=("$oauth2_proxy_pid")
 	SC_KIND=auth SC_NAME="nginx auth_request → oauth2-proxy (JWT)"
 	SC_HEADERS=(-H "Authorization: Bearer $(cat "$work/token.jwt")")
@@ -464,10 +464,11 @@ http_common() {
 	EOF
 }
 
-# start_front PORT PATH USER_VAR starts the nginx of the auth_request
+# start_front PORT PATH HEADER starts the nginx of the auth_request
 # scenarios on PORT_FRONT: it asks the service on 127.0.0.1:PORT at PATH
 # about every request (the client's headers, no body) and passes the user
-# it names (nginx variable USER_VAR) to the upstream. It becomes the row's
+# its answer names (response header HEADER, in nginx's spelling:
+# x_forwarded_user) to the upstream. It becomes the row's
 # port, and its CPU counts with the service's.
 start_front() {
 	local port=$1 path=$2 user=$3
@@ -483,7 +484,7 @@ $(http_common front)
 		listen 127.0.0.1:$PORT_FRONT;
 		location / {
 			auth_request /_auth;
-			auth_request_set \$user $user;
+			auth_request_set \$user \$upstream_http_$user;
 			proxy_set_header X-Forwarded-User \$user;
 			proxy_set_header Authorization \"\";
 			proxy_pass http://app;
@@ -519,8 +520,9 @@ $(http_common front)
 # oauth2_proxy to the binary. Its dependencies are the ones its own go.sum
 # pins, checked against the Go checksum database.
 ensure_oauth2_proxy() {
-	local v=$OAUTH2_PROXY_VERSION
-	local dir=${BENCH_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sekisho}/oauth2-proxy-$v-$(go env GOVERSION)
+	local v=$OAUTH2_PROXY_VERSION goversion
+	goversion=$(go env GOVERSION) || die "go env GOVERSION failed"
+	local dir=${BENCH_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sekisho}/oauth2-proxy-$v-$goversion
 	oauth2_proxy=$dir/oauth2-proxy
 	[[ -x $oauth2_proxy ]] && return 0
 	mkdir -p "$dir" || die "cannot create $dir (set BENCH_TOOLS)"
