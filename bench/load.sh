@@ -10,6 +10,7 @@
 # Environment (defaults in brackets; --smoke changes the ones marked *):
 #   BENCH_DURATION [10s*]  BENCH_WARMUP [3s*]  BENCH_THREADS [2]
 #   BENCH_CONNECTIONS [64]  BENCH_GOGC [100]
+#   BENCH_ROUNDS [1]  runs everything that many times, interleaved; the table has the means
 #   BENCH_DISTINCT_TOKENS [20000*]  tokens the jwt_distinct scenario cycles through
 #   BENCH_IDLE_CONNS [10000*]       connections the idle scenario holds open
 #   BENCH_TOOLS [~/.cache/sekisho]  where oauth2-proxy is built, once per machine
@@ -45,6 +46,7 @@ else
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 THREADS=${BENCH_THREADS:-2}
+ROUNDS=${BENCH_ROUNDS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 PORT_UPSTREAM=${BENCH_PORT_UPSTREAM:-18081}
 PORT_NGINX=${BENCH_PORT_NGINX:-18082}
@@ -62,7 +64,7 @@ STOP_TIMEOUT=10  # seconds a server gets to exit on SIGTERM before SIGKILL
 for d in "$DURATION" "$WARMUP"; do
 	[[ $d =~ ^[0-9]+s?$ ]] || die "durations are whole seconds like 10s, not '$d'"
 done
-for n in "$DISTINCT" "$IDLE_CONNS" "$THREADS" "$CONNECTIONS"; do
+for n in "$DISTINCT" "$IDLE_CONNS" "$THREADS" "$CONNECTIONS" "$ROUNDS"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || die "counts are positive whole numbers, not '$n'"
 done
 
@@ -142,6 +144,16 @@ scenario_jwt() {
 scenario_jwt_distinct() {
 	jwt_config
 	SC_NAME="sekisho JWT, $DISTINCT distinct tokens" SC_KIND=jwt SC_TOKENS=$work/tokens.txt
+}
+
+# scenario_jwt_distinct_measure says when the warm-up did not send every
+# token once: then the measured run includes first verifications.
+scenario_jwt_distinct_measure() {
+	measure "$SC_NAME" "$WARMUP"
+	add_row
+	if ((m_warm_requests < DISTINCT)); then
+		notes+=("${round_tag}The distinct-token warm-up sent $m_warm_requests requests, fewer than the $DISTINCT tokens: the measured run includes first verifications (raise BENCH_WARMUP).")
+	fi
 }
 
 # scenario_oauth2proxy: oauth2-proxy in front of the same upstream, letting
@@ -244,15 +256,13 @@ scenario_rotation_measure() {
 	wait "$rotator" || die "rotation: the issuer did not rotate its key (see $work/jwtissuer.log)"
 	((m_switched)) || die "rotation: wrk never sent the token signed with the new key"
 	add_row
-	notes+=("JWKS rotation under load: p99.9 $(ms "$steady_p999") ms steady, $(ms "$m_p999") ms across the rotation ($(ratio "$m_p999" "$steady_p999")×); refused $m_refused of $m_requests requests across it ($steady_refused of $steady_requests before).")
+	notes+=("${round_tag}JWKS rotation under load: p99.9 $(ms "$steady_p999") ms steady, $(ms "$m_p999") ms across the rotation ($(ratio "$m_p999" "$steady_p999")×); refused $m_refused of $m_requests requests across it ($steady_refused of $steady_requests before).")
 }
 
 # scenario_idle: memory per idle keep-alive connection, sekisho (plain
 # route) then an nginx proxy with one worker (its RSS is the worker's),
 # each holding $IDLE_CONNS connections opened by bench/idleconns.
 scenario_idle() {
-	[[ -f bench/idleconns/main.go ]] || die "idle: bench/idleconns is missing from this tree; it opens the idle connections"
-	go build -o "$work/idleconns" ./bench/idleconns || die "idle: could not build bench/idleconns"
 	scenario_plain
 }
 
@@ -656,17 +666,19 @@ wrk_script() {
 
 # measure NAME WARMUP runs wrk against the current scenario (a warm-up of
 # WARMUP first, unless 0) and sets m_rps m_requests m_cpu (µs per request)
-# m_p99 m_p999 (µs) m_refused (non-2xx) m_switched. Socket errors, and
+# m_p99 m_p999 (µs) m_refused (non-2xx) m_switched m_warm_requests. Socket errors, and
 # refused requests unless SC_ALLOW_REFUSED=1, fail the run.
 measure() {
 	local name=$1 warm=$2 port=${SC_PORT:-$PORT_SEKISHO} slug=${1//[^[:alnum:].]/-}
 	local url=http://127.0.0.1:$port/ script=$work/wrk-$slug.lua out=$work/wrk-$slug.txt
 	local bound=$((${DURATION%s} + ${warm%s} + 30)) # wrk's own -d should end it first
 	wrk_script "$script"
+	m_warm_requests=0
 	if [[ ${warm%s} != 0 ]]; then
 		log "$name: warm-up $warm"
-		timeout "$bound" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$warm" -s "$script" "${SC_HEADERS[@]}" "$url" >/dev/null ||
+		timeout "$bound" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$warm" -s "$script" "${SC_HEADERS[@]}" "$url" >"$out" ||
 			die "$name: wrk warm-up failed"
+		m_warm_requests=$(sed -n 's/^BENCH requests=\([0-9]*\) .*/\1/p' "$out")
 	fi
 	log "$name: $DURATION with $THREADS threads, $CONNECTIONS connections"
 	local t0 t1
@@ -733,6 +745,10 @@ run_start=$SECONDS
 log "building sekisho"
 go build -o "$work/sekisho" ./cmd/sekisho
 needs oauth2proxy oauth2proxy_auth && ensure_oauth2_proxy
+if needs idle; then
+	[[ -f bench/idleconns/main.go ]] || die "idle: bench/idleconns is missing from this tree; it opens the idle connections"
+	go build -o "$work/idleconns" ./bench/idleconns || die "idle: could not build bench/idleconns"
+fi
 
 # The issuer runs for the whole bench, started (and its tokens minted)
 # before anything is measured.
@@ -760,8 +776,10 @@ $(http_common upstream)
 wait_http "http://127.0.0.1:$PORT_UPSTREAM/" "$started_pid" "upstream nginx" "$work/upstream/error.log"
 sc_pids=()
 
-log "starting baseline nginx proxy on 127.0.0.1:$PORT_NGINX"
-start_nginx proxy "
+# run_baseline measures the nginx proxy, the row every ratio is over.
+run_baseline() {
+	log "starting baseline nginx proxy on 127.0.0.1:$PORT_NGINX"
+	start_nginx proxy "
 worker_processes 2;
 events { worker_connections 1024; }
 http {
@@ -780,14 +798,16 @@ $(http_common proxy)
 		}
 	}
 }"
-wait_http "http://127.0.0.1:$PORT_NGINX/" "$started_pid" "nginx proxy" "$work/proxy/error.log"
-sc=nginx SC_NAME="nginx $(nginx -v 2>&1 | sed 's#.*nginx/##') proxy_pass" SC_KIND=base
-SC_PORT=$PORT_NGINX SC_PIDS=("$started_pid") SC_HEADERS=() SC_TOKENS="" SC_RELOAD=0
-measure "$SC_NAME" "$WARMUP"
-add_row
-stop_scenario
+	wait_http "http://127.0.0.1:$PORT_NGINX/" "$started_pid" "nginx proxy" "$work/proxy/error.log"
+	sc=nginx SC_NAME="nginx $(nginx -v 2>&1 | sed 's#.*nginx/##') proxy_pass" SC_KIND=base
+	SC_PORT=$PORT_NGINX SC_PIDS=("$started_pid") SC_HEADERS=() SC_TOKENS="" SC_RELOAD=0
+	measure "$SC_NAME" "$WARMUP"
+	add_row
+	stop_scenario
+}
 
-for sc in "${scenarios[@]}"; do
+# run_scenario runs scenario $sc: its server, its measurement, its row.
+run_scenario() {
 	SC_NAME="sekisho $sc" SC_KIND=gw SC_SEKISHO=0 SC_TOP="" SC_POLICY="" SC_PORT="" SC_PIDS=()
 	SC_HEADERS=() SC_TOKENS="" SC_RELOAD=0 SC_ALLOW_REFUSED=0
 	"scenario_$sc"
@@ -822,7 +842,28 @@ for sc in "${scenarios[@]}"; do
 		add_row
 	fi
 	stop_scenario
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+	round_tag=""
+	if ((ROUNDS > 1)); then
+		round_tag="(round $round) "
+		log "round $round of $ROUNDS"
+	fi
+	run_baseline
+	for sc in "${scenarios[@]}"; do
+		# Memory per idle connection does not move from round to round.
+		[[ $sc == idle ]] && ((round > 1)) && continue
+		run_scenario
+	done
 done
+
+# Rows of the same scenario from several rounds become their mean.
+mapfile -t results < <(printf '%s\n' "${results[@]}" | awk -F'|' '
+	!($1 in n) { order[++k] = $1; name[$1] = $2; kind[$1] = $3 }
+	{ n[$1]++; rps[$1] += $4; cpu[$1] += $5; p99[$1] += $6; p999[$1] += $7 }
+	END { for (i = 1; i <= k; i++) { s = order[i]
+		printf "%s|%s|%s|%.0f|%.0f|%.0f|%.0f\n", s, name[s], kind[s], rps[s] / n[s], cpu[s] / n[s], p99[s] / n[s], p999[s] / n[s] } }')
 
 # rps_of SCENARIO is the req/s of that scenario's row, empty if not run.
 rps_of() {
@@ -848,8 +889,9 @@ if [[ -n $jwt_rps && -n $distinct_rps ]]; then
 fi
 
 printf '\n### sekisho and its peers, loopback, %s cores (%s)\n\n' "$(nproc)" "$(date -u +%Y-%m-%d)"
-printf 'wrk -t%s -c%s -d%s after a %s warm-up; upstream: nginx returning a %s-byte body;\n' \
-	"$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$(curl -fsS "http://127.0.0.1:$PORT_UPSTREAM/" | wc -c)"
+printf 'wrk -t%s -c%s -d%s after a %s warm-up%s; upstream: nginx returning a %s-byte body;\n' \
+	"$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$( ((ROUNDS == 1)) || echo ", mean of $ROUNDS interleaved rounds")" \
+	"$(curl -fsS "http://127.0.0.1:$PORT_UPSTREAM/" | wc -c)"
 printf 'CPU: user+system time of the server under test (nginx auth_request rows: the front nginx and\n'
 printf 'the authorization service) per request; load average before the run: %s.\n\n' "$load_before"
 printf '| scenario | req/s | vs nginx | vs Caddy | vs oauth2-proxy | CPU µs/request | p99 ms | p99.9 ms |\n'
