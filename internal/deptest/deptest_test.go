@@ -68,7 +68,9 @@ var stages = []struct {
 // or every stage would depend on every other through them. internal/tracing
 // is one: the engine, the modes and the proxy's caller start spans with it,
 // and it knows none of them (only the OpenTelemetry SDK and exporters).
-var helpers = []string{"internal/admin", "internal/echo", "internal/expset", "internal/httperr", "internal/reqinfo", "internal/reuse", "internal/telemetry", "internal/tracing"}
+// internal/cache is another: the bounded map behind the verified-token and
+// decoded-session caches, which imports nothing of sekisho.
+var helpers = []string{"internal/admin", "internal/cache", "internal/echo", "internal/expset", "internal/httperr", "internal/reqinfo", "internal/reuse", "internal/telemetry", "internal/tracing"}
 
 // devidp is the built-in development OpenID provider.
 const devidp = "internal/devidp"
