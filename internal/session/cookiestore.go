@@ -33,7 +33,7 @@ func NewCookieStore(c *Codec, o StoreOptions) *CookieStore {
 	return &CookieStore{
 		codec:   c,
 		opts:    o,
-		decoded: newDecodedCache(decodedCacheSize),
+		decoded: newDecodedCache(o.Cache, o.Now, o.OnCache),
 		revoked: expset.New(revokedSetSize, o.Now),
 		log:     o.Logger,
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/cache"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -371,8 +372,8 @@ func TestCookieStoreDecodedCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.LastSeen = time.Time{} // a caller's change must not reach the cache
-	if len(st.decoded.m) != 1 {
-		t.Fatalf("cache holds %d entries after one load, want 1", len(st.decoded.m))
+	if st.decoded.c.Len() != 1 {
+		t.Fatalf("cache holds %d entries after one load, want 1", st.decoded.c.Len())
 	}
 	again, err := load(cookies...)
 	if err != nil || again.LastSeen.IsZero() || again == first {
@@ -392,12 +393,12 @@ func TestCookieStoreDecodedCache(t *testing.T) {
 		t.Fatalf("expired session from the cache: %v, want ErrExpired", err)
 	}
 
-	small := newDecodedCache(2)
+	small := newDecodedCache(cache.Limits{MaxEntries: 2, MaxBytes: 1 << 20}, time.Now, nil)
 	for i := range 5 {
 		small.put([]string{fmt.Sprint(i)}, Session{ID: fmt.Sprint(i)})
 	}
-	if len(small.m) > 2 {
-		t.Fatalf("cache grew to %d entries, bound 2", len(small.m))
+	if small.c.Len() > 2 {
+		t.Fatalf("cache grew to %d entries, bound 2", small.c.Len())
 	}
 }
 
@@ -420,12 +421,12 @@ func TestCookieStoreDecodedCacheSkipsPaddedHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st.decoded = newDecodedCache(decodedCacheSize)
+			st.decoded = newDecodedCache(cache.Limits{MaxEntries: DefaultCacheEntries, MaxBytes: DefaultCacheBytes}, time.Now, nil)
 			other := &http.Cookie{Name: "other", Value: strings.Repeat("x", tt.padding)}
 			if _, err := st.Load(context.Background(), requestWith(append([]*http.Cookie{other}, cookies...)...)); err != nil {
 				t.Fatal(err)
 			}
-			if got := len(st.decoded.m) == 1; got != tt.cached {
+			if got := st.decoded.c.Len() == 1; got != tt.cached {
 				t.Fatalf("cached = %v, want %v", got, tt.cached)
 			}
 		})
@@ -437,5 +438,52 @@ func TestCookieStoreDecodedCacheSkipsPaddedHeaders(t *testing.T) {
 func setCookies(w http.ResponseWriter, cookies []*http.Cookie) {
 	for _, c := range cookies {
 		http.SetCookie(w, c)
+	}
+}
+
+// TestCookieStoreDecodedCacheBoundsAndEvents: the decoded-session cache
+// keeps within its byte bound however many browsers there are, and reports
+// hits, misses and evictions.
+func TestCookieStoreDecodedCacheBoundsAndEvents(t *testing.T) {
+	events := map[string]int{}
+	st := NewCookieStore(newCodec(t, CodecOptions{}), StoreOptions{
+		TTL:     time.Hour,
+		Cache:   cache.Limits{MaxEntries: 1000, MaxBytes: 1 << 20},
+		OnCache: func(e string) { events[e]++ },
+	})
+	ctx := context.Background()
+	const browsers = 300
+	var first []*http.Cookie
+	for i := range browsers {
+		cookies, err := st.Save(ctx, requestWith(), typicalSession(fmt.Sprint("s", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = cookies
+		}
+		for range 2 {
+			if _, err := st.Load(ctx, requestWith(cookies...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The first browser stays in use and must stay cached.
+		if _, err := st.Load(ctx, requestWith(first...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := st.decoded.c.Bytes(); b > 1<<20 {
+		t.Errorf("decoded cache counts %d bytes, bound 1 MiB", b)
+	}
+	n := st.decoded.c.Len()
+	if n >= browsers/2 {
+		t.Errorf("decoded cache kept %d sessions of ~5 KB within 1 MiB", n)
+	}
+	if events[CacheHit]+events[CacheMiss] != 3*browsers || events[CacheEviction] != events[CacheMiss]-n {
+		t.Errorf("events %v for %d loads, %d entries left", events, 3*browsers, n)
+	}
+	// Every browser misses once; the one in use almost never again.
+	if extra := events[CacheMiss] - browsers; extra > browsers/20 {
+		t.Errorf("the browser in use missed the cache %d times", extra)
 	}
 }

@@ -3,23 +3,42 @@ package session
 import (
 	"hash/maphash"
 	"slices"
-	"sync"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/cache"
 )
 
-// decodedCacheSize bounds the decoded-cookie cache: enough for the active
-// browsers of one replica, small enough to be a few MB at most.
-const decodedCacheSize = 4096
+// Default bounds of the decoded-cookie cache. A typical browser session
+// (a 2-chunk cookie of about 5 KB) is counted as about 11 KB, so the byte
+// bound is what limits it first: about 6,000 such browsers per replica.
+const (
+	DefaultCacheEntries       = 10_000
+	DefaultCacheBytes   int64 = 64 << 20
+)
+
+// decodedOverhead is what a cached session costs besides its cookie: the
+// map slot, the entry, the Session and Identity structs. The cookie is
+// counted twice: once as the kept header lines, once as the decoded
+// session (the tokens and identity strings the cookie encrypts).
+const decodedOverhead = 1024
+
+// Cache events passed to StoreOptions.OnCache.
+const (
+	CacheHit      = "hit"
+	CacheMiss     = "miss"
+	CacheEviction = "eviction"
+)
 
 // decodedCache maps a request's exact Cookie header lines to the session
 // they decrypt to. The lookup hash is keyed per process and every hit
 // compares the full values, so a crafted cookie can never hit another
-// browser's entry.
+// browser's entry. It is bounded in entries and bytes (see internal/cache
+// for the eviction, which keeps the browsers in use); an entry past its
+// session's absolute end goes first.
 type decodedCache struct {
-	seed maphash.Seed
-	max  int
-
-	mu sync.RWMutex
-	m  map[uint64]decodedEntry
+	seed   maphash.Seed
+	c      *cache.Cache[uint64, decodedEntry]
+	events func(string)
 }
 
 type decodedEntry struct {
@@ -27,8 +46,21 @@ type decodedEntry struct {
 	sess   Session
 }
 
-func newDecodedCache(max int) *decodedCache {
-	return &decodedCache{seed: maphash.MakeSeed(), max: max, m: make(map[uint64]decodedEntry)}
+func newDecodedCache(l cache.Limits, now func() time.Time, events func(string)) *decodedCache {
+	o := cache.Options[decodedEntry]{
+		Stale: func(e decodedEntry) bool {
+			return !e.sess.ExpiresAt.IsZero() && !now().Before(e.sess.ExpiresAt)
+		},
+	}
+	if events != nil {
+		o.OnEvict = func() { events(CacheEviction) }
+	}
+	// The key is already a keyed hash: it picks the shard as it is.
+	return &decodedCache{
+		seed:   maphash.MakeSeed(),
+		c:      cache.New(l, func(k uint64) uint64 { return k }, o),
+		events: events,
+	}
 }
 
 func (c *decodedCache) key(values []string) uint64 {
@@ -43,25 +75,23 @@ func (c *decodedCache) key(values []string) uint64 {
 
 // get returns a copy of the cached session (callers may modify it).
 func (c *decodedCache) get(values []string) (Session, bool) {
-	k := c.key(values)
-	c.mu.RLock()
-	e, ok := c.m[k]
-	c.mu.RUnlock()
+	e, ok := c.c.Get(c.key(values))
 	if !ok || !slices.Equal(e.values, values) {
+		if c.events != nil {
+			c.events(CacheMiss)
+		}
 		return Session{}, false
+	}
+	if c.events != nil {
+		c.events(CacheHit)
 	}
 	return e.sess, true
 }
 
 func (c *decodedCache) put(values []string, sess Session) {
-	k := c.key(values)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for old := range c.m { // map order is random: a cheap random eviction
-			delete(c.m, old)
-			break
-		}
+	cost := int64(decodedOverhead)
+	for _, v := range values {
+		cost += 2 * int64(len(v))
 	}
-	c.m[k] = decodedEntry{values: slices.Clone(values), sess: sess}
+	c.c.Put(c.key(values), decodedEntry{values: slices.Clone(values), sess: sess}, cost)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/cache"
 )
 
 // StoreOptions are the lifetime rules every store enforces on Load.
@@ -18,6 +20,13 @@ type StoreOptions struct {
 	Now func() time.Time
 	// Logger receives the store's warnings (default slog.Default()).
 	Logger *slog.Logger
+	// Cache bounds the cookie store's decoded-session cache; zero fields
+	// take DefaultCacheEntries and DefaultCacheBytes.
+	Cache cache.Limits
+	// OnCache is called for every decoded-session cache hit, miss and
+	// eviction (CacheHit, CacheMiss, CacheEviction; metrics). It runs on
+	// the request path and must be cheap.
+	OnCache func(event string)
 }
 
 // DefaultTTL is how long a session lasts when the configuration does not
@@ -38,6 +47,12 @@ func (o StoreOptions) withDefaults() StoreOptions {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Cache.MaxEntries <= 0 {
+		o.Cache.MaxEntries = DefaultCacheEntries
+	}
+	if o.Cache.MaxBytes <= 0 {
+		o.Cache.MaxBytes = DefaultCacheBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -21,6 +21,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/sekisho/sekisho/internal/cache"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -74,8 +75,17 @@ type Options struct {
 	// KIDRetryMax caps that backoff: it bounds what made-up kids can cost
 	// the issuer to one fetch per KIDRetryMax. Default 30s.
 	KIDRetryMax time.Duration
-	// CacheSize bounds the verified-token cache; default 10000 entries.
+	// CacheSize bounds the verified-token cache in entries; default
+	// DefaultCacheEntries.
 	CacheSize int
+	// CacheBytes bounds it in bytes (a token counts its length twice plus
+	// a fixed overhead, about what its decoded claims take); default
+	// DefaultCacheBytes.
+	CacheBytes int64
+	// OnCache is called for every verified-token cache hit, miss and
+	// eviction (CacheHit, CacheMiss, CacheEviction; metrics). It runs on
+	// the request path and must be cheap.
+	OnCache func(event string)
 	// MaxTokenBytes rejects larger tokens before any parsing; default 16 KiB.
 	MaxTokenBytes int
 	// Logger receives key refresh events; default slog.Default().
@@ -145,12 +155,11 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 	if len(issuers) == 0 {
 		return nil, errors.New("jwt: at least one issuer is required")
 	}
-	if opts.RefreshInterval < 0 || opts.KIDRetryMin < 0 || opts.KIDRetryMax < 0 || opts.CacheSize < 0 || opts.MaxTokenBytes < 0 {
+	if opts.RefreshInterval < 0 || opts.KIDRetryMin < 0 || opts.KIDRetryMax < 0 || opts.CacheSize < 0 || opts.CacheBytes < 0 || opts.MaxTokenBytes < 0 {
 		return nil, errors.New("jwt: options must not be negative")
 	}
 	a := &Authenticator{
 		issuers:         make(map[string]*issuer, len(issuers)),
-		cache:           newTokenCache(orDefault(opts.CacheSize, 10000)),
 		client:          opts.HTTPClient,
 		log:             opts.Logger,
 		now:             opts.Now,
@@ -178,6 +187,10 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.cache = newTokenCache(cache.Limits{
+		MaxEntries: orDefault(opts.CacheSize, DefaultCacheEntries),
+		MaxBytes:   orDefault(opts.CacheBytes, DefaultCacheBytes),
+	}, a.now, opts.OnCache)
 	var errs []error
 	for i, c := range issuers {
 		iss, err := compileIssuer(c)
@@ -223,7 +236,7 @@ func New(ctx context.Context, issuers []IssuerConfig, opts Options) (*Authentica
 	return a, nil
 }
 
-func orDefault[T int | time.Duration](v, def T) T {
+func orDefault[T int | int64 | time.Duration](v, def T) T {
 	if v == 0 {
 		return def
 	}
@@ -251,7 +264,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*identi
 		return nil, err
 	}
 	if now.UnixNano() < e.exp {
-		a.cache.put(key, e, now.UnixNano())
+		a.cache.put(key, e, entryCost(len(token)))
 	}
 	return e.id, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
+	"github.com/sekisho/sekisho/internal/cache"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -508,32 +510,53 @@ func TestCacheHit(t *testing.T) {
 	wantInvalid(t, err, "token expired", tok)
 }
 
+func testCache(entries int) *tokenCache {
+	return newTokenCache(cache.Limits{MaxEntries: entries, MaxBytes: DefaultCacheBytes}, func() time.Time { return t0 }, nil)
+}
+
 func TestCacheBounded(t *testing.T) {
-	c := newTokenCache(32)
+	c := testCache(32)
 	iss := &issuer{}
 	live := t0.Add(time.Hour).UnixNano()
 	for i := range 500 {
-		c.put(keyOf(string(rune(i))+"token"), cacheEntry{exp: live, iss: iss}, t0.UnixNano())
+		c.put(keyOf(string(rune(i))+"token"), cacheEntry{exp: live, iss: iss}, entryOverhead)
 	}
-	if n := c.size(); n > 32 {
+	if n := c.len(); n > 32 {
 		t.Errorf("cache holds %d entries, bound is 32", n)
 	}
 }
 
+// TestCacheBoundedInBytes: large tokens fill the byte bound long before
+// the entry bound.
+func TestCacheBoundedInBytes(t *testing.T) {
+	c := newTokenCache(cache.Limits{MaxEntries: 100_000, MaxBytes: 1 << 20}, func() time.Time { return t0 }, nil)
+	iss := &issuer{}
+	live := t0.Add(time.Hour).UnixNano()
+	const tokenLen = 8 << 10
+	for i := range 1000 {
+		c.put(keyOf(fmt.Sprint(i, "token")), cacheEntry{exp: live, iss: iss}, entryCost(tokenLen))
+	}
+	if max := int((1 << 20) / entryCost(tokenLen)); c.len() > max+16 {
+		t.Errorf("cache holds %d tokens of %d bytes, the 1 MiB bound allows about %d", c.len(), tokenLen, max)
+	}
+}
+
 func TestCacheEvictsExpiredFirst(t *testing.T) {
-	c := newTokenCache(cacheShards * 2) // two entries per shard
+	const shards = 16          // internal/cache's
+	c := testCache(shards * 2) // two entries per shard
 	iss := &issuer{}
 	now := t0.UnixNano()
 	// Find three keys in shard 0.
 	var keys []tokenKey
 	for i := 0; len(keys) < 3; i++ {
-		if k := keyOf(string(rune(i))); k[0]%cacheShards == 0 {
+		if k := keyOf(string(rune(i))); shardHash(k)%shards == 0 {
 			keys = append(keys, k)
 		}
 	}
-	c.put(keys[0], cacheEntry{exp: now + 1e12, iss: iss}, now)
-	c.put(keys[1], cacheEntry{exp: now - 1, iss: iss}, now) // expired
-	c.put(keys[2], cacheEntry{exp: now + 1e12, iss: iss}, now)
+	c.put(keys[0], cacheEntry{exp: now + 1e12, iss: iss}, entryOverhead)
+	c.put(keys[1], cacheEntry{exp: now - 1, iss: iss}, entryOverhead) // expired
+	c.get(keys[0], now)                                               // both live entries in use
+	c.put(keys[2], cacheEntry{exp: now + 1e12, iss: iss}, entryOverhead)
 	if _, ok := c.get(keys[0], now); !ok {
 		t.Error("live entry evicted while an expired one was present")
 	}
@@ -543,17 +566,6 @@ func TestCacheEvictsExpiredFirst(t *testing.T) {
 	if _, ok := c.get(keys[1], now); ok {
 		t.Error("expired entry returned")
 	}
-}
-
-func (c *tokenCache) size() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
 }
 
 func TestNewErrors(t *testing.T) {

@@ -2,6 +2,9 @@ package jwtauth
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -69,7 +72,7 @@ func BenchmarkAuthenticateFirstSeen(b *testing.B) {
 			for b.Loop() {
 				if i == len(tokens) {
 					b.StopTimer()
-					h.cache = newTokenCache(10000)
+					h.cache = testCache(10000)
 					i = 0
 					b.StartTimer()
 				}
@@ -120,4 +123,82 @@ func BenchmarkKubeCached(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAuthenticateDistinct cycles through n distinct valid tokens (ES256:
+// signing 100,000 RS256 tokens would take minutes), each seen once per
+// round, after one untimed warm-up round, with the default cache bounds and
+// with the 10,000-entry bound the cache had before. It reports the hit ratio
+// and the heap in use after the run (cache included).
+func BenchmarkAuthenticateDistinct(b *testing.B) {
+	if testing.Short() {
+		b.Skip("signs 100,000 tokens")
+	}
+	key := jwttest.NewKey(b, "k1", jose.ES256)
+	ti := newIssuerWith(b, key)
+	all := make([]string, 100_000)
+	for i := range all {
+		all[i] = jwttest.Sign(b, key, ti.Claims(t0, "jti", fmt.Sprint(i),
+			"email", fmt.Sprintf("user%d@example.com", i), "groups", []string{"staff", "eng", "oncall"}))
+	}
+	for _, size := range []struct {
+		name    string
+		entries int
+	}{{"default", 0}, {"old-10000", 10_000}} {
+		for _, n := range []int{1_000, 20_000, 100_000} {
+			b.Run(fmt.Sprintf("cache=%s/tokens=%d", size.name, n), func(b *testing.B) {
+				var hits, misses, evictions atomic.Int64
+				before := heapInUse()
+				h := newHarness(b, []IssuerConfig{issuerConfig(ti)}, Options{
+					CacheSize: size.entries,
+					OnCache: func(ev string) {
+						switch ev {
+						case CacheHit:
+							hits.Add(1)
+						case CacheMiss:
+							misses.Add(1)
+						case CacheEviction:
+							evictions.Add(1)
+						}
+					},
+				})
+				h.mustRefreshOK(b)
+				ctx := context.Background()
+				tokens := all[:n]
+				for _, tok := range tokens {
+					if _, err := h.Authenticate(ctx, tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+				hits.Store(0)
+				misses.Store(0)
+				evictions.Store(0)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, err := h.Authenticate(ctx, tokens[i]); err != nil {
+						b.Fatal(err)
+					}
+					if i++; i == n {
+						i = 0
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(hits.Load())/float64(hits.Load()+misses.Load()), "hit-ratio")
+				b.ReportMetric(float64(evictions.Load())/float64(b.N), "evictions/op")
+				heap := heapInUse() - before
+				b.ReportMetric(float64(heap)/(1<<20), "heap-MB")
+				b.ReportMetric(float64(heap)/float64(max(1, h.cache.len())), "heap-B/entry")
+				b.ReportMetric(float64(h.cache.c.Bytes())/float64(max(1, h.cache.len())), "counted-B/entry")
+			})
+		}
+	}
+}
+
+// heapInUse is the heap in use after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/cache"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -135,9 +136,12 @@ func compileKube(c IssuerConfig) (*kubeIssuer, error) {
 	ki.review = &reviewer{
 		url:       u.JoinPath(tokenReviewPath).String(),
 		audiences: c.Audiences,
-		cache:     newTokenCache(orDefault(k.CacheSize, defaultReviewCacheSize)),
-		ttl:       orDefault(k.CacheTTL, defaultReviewTTL),
-		slots:     make(chan struct{}, maxReviewsInFlight),
+		cache: newTokenCache(cache.Limits{
+			MaxEntries: orDefault(k.CacheSize, defaultReviewCacheSize),
+			MaxBytes:   DefaultCacheBytes,
+		}, time.Now, nil), // Authenticate counts the misses of the token cache in front
+		ttl:   orDefault(k.CacheTTL, defaultReviewTTL),
+		slots: make(chan struct{}, maxReviewsInFlight),
 	}
 	return ki, nil
 }

@@ -113,11 +113,11 @@ func (a *Authenticator) review(ctx context.Context, iss *issuer, tok *jwt.JSONWe
 	case errors.Is(err, ErrUnavailable):
 		return cacheEntry{}, err // not remembered: the next request asks again
 	case err != nil:
-		r.cache.put(key, cacheEntry{err: err, exp: now.Add(reviewFailTTL).UnixNano(), iss: iss}, nowNano)
+		r.cache.put(key, cacheEntry{err: err, exp: now.Add(reviewFailTTL).UnixNano(), iss: iss}, entryOverhead)
 		return cacheEntry{}, err
 	}
 	e := cacheEntry{id: id, exp: min(now.Add(r.ttl).UnixNano(), std.Expiry.Time().UnixNano()), iss: iss}
-	r.cache.put(key, e, nowNano)
+	r.cache.put(key, e, entryCost(len(token)))
 	return e, nil
 }
 
