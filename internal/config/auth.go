@@ -13,6 +13,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/apitoken"
 	"github.com/sekisho/sekisho/internal/authn/jwtauth"
 	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/cache"
 	"github.com/sekisho/sekisho/internal/normalize"
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"golang.org/x/net/http/httpguts"
@@ -69,7 +70,13 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 		}
 	}
 	if len(f.JWT) > 0 {
-		a, err := share(c.refs, "jwt", f.JWT, jwtFiles, func() (*jwtauth.Authenticator, func(), error) {
+		// The cache bounds are part of the verifier: changing them builds
+		// a new one.
+		section := struct {
+			Issuers []jwtauth.IssuerConfig
+			Cache   cache.Limits
+		}{f.JWT, f.Caches.tokenLimits()}
+		a, err := share(c.refs, "jwt", section, jwtFiles, func() (*jwtauth.Authenticator, func(), error) {
 			// Its own context, cancelled by its close when the last
 			// snapshot sharing it is closed.
 			ctx, cancel := context.WithCancel(c.opts.Context)
@@ -78,6 +85,9 @@ func (c *compiler) compileAuth(s *snapshot.Snapshot, f *File) {
 				Logger:       c.opts.Logger,
 				OnUnknownKID: c.opts.OnJWTUnknownKID,
 				OnKeyRefresh: c.opts.OnJWKSRefresh,
+				CacheSize:    section.Cache.MaxEntries,
+				CacheBytes:   section.Cache.MaxBytes,
+				OnCache:      c.opts.OnTokenCache,
 			})
 			if err != nil {
 				cancel()

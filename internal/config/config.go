@@ -50,6 +50,11 @@ type Options struct {
 	// (metrics): see jwtauth.Options.
 	OnJWTUnknownKID func(issuer string)
 	OnJWKSRefresh   func(issuer, result string)
+	// OnTokenCache and OnSessionCache are called for every hit, miss and
+	// eviction of the verified-token and decoded-session caches
+	// (metrics): "hit", "miss", "eviction". They run on the request path.
+	OnTokenCache   func(event string)
+	OnSessionCache func(event string)
 	// Reuse shares parts between the snapshots compiled with it: a part
 	// whose configuration section and secret files did not change (the JWT
 	// verifier with its fetched keys and verified-token cache, the login
@@ -299,6 +304,7 @@ func (c *compiler) compile(f *File) *snapshot.Snapshot {
 	c.checkKubeInjector(f)
 	c.checkKubeResources(f)
 	c.checkTracing(f)
+	c.checkCaches(f)
 	c.defaults(f)
 
 	trust, err := normalize.NewTrust(f.TrustedProxies)

@@ -47,6 +47,9 @@ type File struct {
 	// it, the OTEL_* variables decide (internal/tracing).
 	Tracing *Tracing `yaml:"tracing"`
 
+	// Caches bounds the verified-token and decoded-session caches.
+	Caches Caches `yaml:"caches"`
+
 	Routes []Route `yaml:"routes"`
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -61,4 +62,53 @@ func jwtCounter(t *testing.T, m *telemetry.Metrics, family, name, value string) 
 		}
 	}
 	return sum
+}
+
+// TestTokenCacheBoundsAndMetrics: caches.tokens bounds the verifier's cache
+// and its hits, misses and evictions reach the metrics.
+func TestTokenCacheBoundsAndMetrics(t *testing.T) {
+	ti := jwttest.NewIssuer(t)
+	m := telemetry.NewMetrics()
+	src := "jwt: [{issuer: \"" + ti.URL + "\", audiences: [api]}]\ncaches: {tokens: {max_entries: 16}}\n" + minimal
+	s, err := Parse([]byte(src), "test.yaml", ".", Options{OnTokenCache: m.TokenCache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	var last string
+	for i := range 100 {
+		last = jwttest.Sign(t, ti.Key(), ti.Claims(time.Now(), "jti", fmt.Sprint(i)))
+		if _, err := s.Authn.JWT.Authenticate(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Authn.JWT.Authenticate(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{"hits": 1, "misses": 100} {
+		if got := plainCounter(t, m, "sekisho_token_cache_"+name+"_total"); got != want {
+			t.Errorf("sekisho_token_cache_%s_total = %v, want %v", name, got, want)
+		}
+	}
+	// At most 16 of the 100 stay (fewer when a shard saw no token).
+	if got := plainCounter(t, m, "sekisho_token_cache_evictions_total"); got < 100-16 || got >= 100 {
+		t.Errorf("sekisho_token_cache_evictions_total = %v, want 84..99 with max_entries 16", got)
+	}
+}
+
+// plainCounter is the value of a counter without labels.
+func plainCounter(t *testing.T, m *telemetry.Metrics, family string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == family && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", family)
+	return 0
 }

@@ -207,7 +207,10 @@ func (c *compiler) sessionStore(ctx context.Context, f *File, codec *session.Cod
 	if codec == nil {
 		return nil
 	}
-	opts := session.StoreOptions{TTL: f.Session.TTL, IdleTimeout: f.Session.IdleTimeout, Logger: c.opts.Logger}
+	opts := session.StoreOptions{
+		TTL: f.Session.TTL, IdleTimeout: f.Session.IdleTimeout, Logger: c.opts.Logger,
+		Cache: f.Caches.sessionLimits(), OnCache: c.opts.OnSessionCache,
+	}
 	switch st := f.Session.Store; {
 	case st == "" || st == "cookie":
 		cs := session.NewCookieStore(codec, opts)

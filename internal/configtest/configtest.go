@@ -107,6 +107,8 @@ func (e *Env) Options() config.Options {
 		OnUpstreamError: e.Metrics.UpstreamError,
 		OnJWTUnknownKID: e.Metrics.JWTUnknownKID,
 		OnJWKSRefresh:   e.Metrics.JWKSRefresh,
+		OnTokenCache:    e.Metrics.TokenCache,
+		OnSessionCache:  e.Metrics.SessionCache,
 		Reuse:           e.Reuse,
 	}
 }

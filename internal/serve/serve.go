@@ -118,6 +118,8 @@ func Run(ctx context.Context, opts Options) error {
 		OnUpstreamError: inst.Metrics.UpstreamError,
 		OnJWTUnknownKID: inst.Metrics.JWTUnknownKID,
 		OnJWKSRefresh:   inst.Metrics.JWKSRefresh,
+		OnTokenCache:    inst.Metrics.TokenCache,
+		OnSessionCache:  inst.Metrics.SessionCache,
 		// One pool for the life of the process: each snapshot takes its
 		// parts from it, so a reload keeps the unchanged ones.
 		Reuse: reuse.NewPool(reuse.Options{}),

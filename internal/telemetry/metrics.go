@@ -27,6 +27,44 @@ type Metrics struct {
 	jwksRefreshes  *prometheus.CounterVec
 	restart        prometheus.Gauge
 	reviews        *prometheus.HistogramVec
+	tokenCache     cacheCounters
+	sessionCache   cacheCounters
+}
+
+// cacheCounters are one cache's hit, miss and eviction counters, resolved
+// once so that the request path only adds to them.
+type cacheCounters struct {
+	hits, misses, evictions prometheus.Counter
+}
+
+func newCacheCounters(name, what string) cacheCounters {
+	c := func(event, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sekisho_" + name + "_cache_" + event + "_total",
+			Help: what + help,
+		})
+	}
+	return cacheCounters{
+		hits:      c("hits", ": lookups answered from the cache."),
+		misses:    c("misses", ": lookups not in the cache (or expired there), which cost a full check."),
+		evictions: c("evictions", ": entries dropped, unexpired, to make room within the cache's bounds. A steady rate means the working set does not fit."),
+	}
+}
+
+func (c *cacheCounters) collectors() []prometheus.Collector {
+	return []prometheus.Collector{c.hits, c.misses, c.evictions}
+}
+
+// event counts "hit", "miss" or "eviction"; others are ignored.
+func (c *cacheCounters) event(e string) {
+	switch e {
+	case "hit":
+		c.hits.Inc()
+	case "miss":
+		c.misses.Inc()
+	case "eviction":
+		c.evictions.Inc()
+	}
 }
 
 // NewMetrics registers the gateway's series in a new registry, together with
@@ -77,7 +115,11 @@ func NewMetrics() *Metrics {
 			Help:    "Kubernetes TokenReviews answered, by result (authenticated, unauthenticated, bad_request); the _count series counts them.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 		}, []string{"result"}),
+		tokenCache:   newCacheCounters("token", "Verified bearer JWTs"),
+		sessionCache: newCacheCounters("session", "Decoded session cookies"),
 	}
+	reg.MustRegister(m.tokenCache.collectors()...)
+	reg.MustRegister(m.sessionCache.collectors()...)
 	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.reloads, m.generation, m.lastReload,
 		m.unknownKID, m.jwksRefreshes, m.restart, m.reviews,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -135,6 +177,13 @@ func (m *Metrics) JWTUnknownKID(issuer string) {
 func (m *Metrics) JWKSRefresh(issuer, result string) {
 	m.jwksRefreshes.WithLabelValues(issuer, result).Inc()
 }
+
+// TokenCache records a verified-token cache event: "hit", "miss" or
+// "eviction". It runs on the request path: an atomic add, no label lookup.
+func (m *Metrics) TokenCache(event string) { m.tokenCache.event(event) }
+
+// SessionCache records a decoded-session cache event, as TokenCache.
+func (m *Metrics) SessionCache(event string) { m.sessionCache.event(event) }
 
 // RestartRequired records whether the loaded configuration differs from the
 // running process in settings that take effect only at start.
