@@ -5,13 +5,16 @@
 // compares the server's resident memory (/proc/PID/status VmRSS) and Go
 // heap and stack in use (the admin /metrics Go collector) before and after.
 //
-//	go run ./bench/idleconns -addr 127.0.0.1:18080 -pid PID -admin 127.0.0.1:19090 -n 10000
+//	go run ./bench/idleconns -addr 127.0.0.1:18080 -pid PID -admin 127.0.0.1:19090 -n 10000 -gc
 //
 // It prints one line, for scripts:
 //
 //	idle_conns=N rss_kb_per_conn=X heap_kb_per_conn=Y stack_kb_per_conn=Z
 //
-// heap and stack are omitted (printed as -1) without -admin. The server
+// heap and stack are omitted (printed as -1) without -admin. With -gc
+// (which needs admin.pprof: true) the server collects garbage before each
+// measurement, so the figures are what the idle connections hold; without
+// it they include the garbage of their first requests. The server
 // must be able to hold n+ connections open (sekisho raises its own open
 // files limit to the hard limit); this program raises its own.
 package main
@@ -45,6 +48,7 @@ func main() {
 	parallel := flag.Int("parallel", 32, "connections opened at once")
 	hold := flag.Duration("hold", 0, "keep the connections open this long after measuring (to look at the server by hand)")
 	verbose := flag.Bool("v", false, "also print the raw figures on stderr")
+	gc := flag.Bool("gc", false, "before each measurement, have the server collect garbage (GET -admin's /debug/pprof/heap?gc=1: needs admin.pprof) twice, and wait 3s for it to return freed memory, so that the figures are what the connections hold rather than garbage not yet collected")
 	flag.Parse()
 	if *pid <= 0 || *n <= 0 {
 		fmt.Fprintln(os.Stderr, "idleconns: -pid and a positive -n are required")
@@ -57,7 +61,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(1)
 	}
-	m := &meter{pid: *pid, admin: *admin}
+	if *gc && *admin == "" {
+		fmt.Fprintln(os.Stderr, "idleconns: -gc needs -admin")
+		os.Exit(2)
+	}
+	m := &meter{pid: *pid, admin: *admin, gc: *gc}
 	if err := run(m, *addr, *host, *path, *n, *parallel, *settle, *hold, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(1)
@@ -199,11 +207,21 @@ type sample struct{ rss, heap, stack int64 }
 type meter struct {
 	pid   int
 	admin string
+	gc    bool
 }
 
 func (m *meter) read() (sample, error) {
 	s := sample{heap: -1, stack: -1}
 	var err error
+	if m.gc {
+		// Twice: what sync.Pools hold survives one collection.
+		for range 2 {
+			if _, err := fetch("http://" + m.admin + "/debug/pprof/heap?gc=1"); err != nil {
+				return s, fmt.Errorf("-gc: %w (is admin.pprof on?)", err)
+			}
+		}
+		time.Sleep(3 * time.Second) // the scavenger returns freed pages in the background
+	}
 	if s.rss, err = vmRSS(m.pid); err != nil {
 		return s, err
 	}
@@ -236,9 +254,9 @@ func vmRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for process %d", pid)
 }
 
-// scrape reads untyped gauge values from a Prometheus text exposition.
-func scrape(url string, names ...string) ([]int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// fetch GETs url and returns its body; anything but 200 is an error.
+func fetch(url string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -252,7 +270,12 @@ func scrape(url string, names ...string) ([]int64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	body, err := io.ReadAll(resp.Body)
+	return io.ReadAll(resp.Body)
+}
+
+// scrape reads untyped gauge values from a Prometheus text exposition.
+func scrape(url string, names ...string) ([]int64, error) {
+	body, err := fetch(url)
 	if err != nil {
 		return nil, err
 	}

@@ -108,6 +108,7 @@ type Server struct {
 	httpsAddr string
 	certs     *CertReloader // nil unless TLS comes from files
 	acme      *acmeManager  // nil unless TLS comes from ACME
+	park      *parkListener // the plain listener's; nil without one
 	errc      chan error
 
 	shutdownOnce sync.Once
@@ -189,10 +190,14 @@ func Start(ctx context.Context, cfg Config, h http.Handler) (*Server, error) {
 		if err != nil {
 			return fail(err)
 		}
-		lns = append(lns, ln)
-		httpLn = ln
 		s.httpAddr = ln.Addr().String()
+		// Idle keep-alive connections are parked (see park.go).
+		pl := newParkListener(ln)
+		s.park = pl
+		lns = append(lns, pl)
+		httpLn = pl
 		s.plain = newHTTPServer(ctx, &cfg, plainHandler, s.log)
+		s.plain.ConnState = pl.connState
 		s.plain.Protocols = new(http.Protocols)
 		s.plain.Protocols.SetHTTP1(true)
 		s.plain.Protocols.SetUnencryptedHTTP2(h2c)
