@@ -35,6 +35,8 @@ type loginSection struct {
 	Session   Session
 	Login     Login
 	Listen    Listen
+	// Cache is the decoded-session cache's bounds (caches.sessions).
+	Cache CacheLimits
 }
 
 func (a *loginPart) close() {
@@ -64,7 +66,7 @@ func (c *compiler) compileLogin(s *snapshot.Snapshot, f *File) {
 		f.Providers[i].ClientSecretFile = c.path(f.Providers[i].ClientSecretFile)
 		secretFiles = append(secretFiles, f.Providers[i].ClientSecretFile)
 	}
-	section := loginSection{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen}
+	section := loginSection{Providers: f.Providers, Session: f.Session, Login: f.Login, Listen: f.Listen, Cache: f.Caches.Sessions}
 	l, err := share(c.refs, "login", section, secretFiles, func() (*snapshot.Login, func(), error) {
 		a := c.buildLogin(f)
 		if a == nil {

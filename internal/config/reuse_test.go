@@ -135,6 +135,12 @@ routes:
 		{name: "jwt section changed", edit: replace("audiences: [x]", "audiences: [y]"), rebuilt: []string{"jwt"}},
 		{name: "hmac secret rotated", edit: rewrite("hmac.secret", func(*testing.T) []byte { return []byte(strings.Repeat("t", 32)) }), rebuilt: []string{"jwt"}},
 		{name: "login section changed", edit: replace("/bye", "/goodbye"), rebuilt: []string{"login"}},
+		{name: "token cache bounds changed", edit: func(*testing.T, string) string {
+			return base + "caches: {tokens: {max_entries: 500}}\n"
+		}, rebuilt: []string{"jwt"}},
+		{name: "session cache bounds changed", edit: func(*testing.T, string) string {
+			return base + "caches: {sessions: {max_mib: 8}}\n"
+		}, rebuilt: []string{"login"}},
 		{name: "session key rotated", edit: rewrite("session.key", func(*testing.T) []byte {
 			return []byte(strings.Repeat("cd", 32) + "\n" + strings.Repeat("ab", 32) + "\n")
 		}), rebuilt: []string{"login"}},
