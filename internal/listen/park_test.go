@@ -213,3 +213,47 @@ func h2cOnly() *http.Protocols {
 	p.SetUnencryptedHTTP2(true)
 	return p
 }
+
+// TestHijackedConnectionsDoNotPark: a connection a handler took over (a
+// WebSocket) is the handler's, however long it is quiet.
+func TestHijackedConnectionsDoNotPark(t *testing.T) {
+	shortPark(t)
+	s := start(t, Config{HTTP: "127.0.0.1:0"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(conn, brw) // echo until the client closes
+	}))
+	conn, err := net.Dial("tcp", s.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	for i := range 2 {
+		time.Sleep(3 * parkAfter) // the time it would take to park; nothing to poll for
+		msg := fmt.Sprint("ping", i)
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+			t.Fatalf("echo %d: %q, %v", i, got, err)
+		}
+	}
+	if n := s.park.parks.Load(); n != 0 {
+		t.Errorf("a hijacked connection was parked %d times", n)
+	}
+}
