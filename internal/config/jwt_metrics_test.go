@@ -3,12 +3,15 @@ package config
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sekisho/sekisho/internal/authn/jwtauth/jwttest"
+	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
@@ -111,4 +114,42 @@ func plainCounter(t *testing.T, m *telemetry.Metrics, family string) float64 {
 	}
 	t.Fatalf("no counter %s", family)
 	return 0
+}
+
+// TestSessionCacheMetrics: the cookie store a snapshot builds reports its
+// decoded-session cache's hits and misses to the metrics passed in.
+func TestSessionCacheMetrics(t *testing.T) {
+	m := telemetry.NewMetrics()
+	src := `
+listen: {http: "127.0.0.1:18996"}
+providers: [{name: dev, builtin: {users: [{email: a@example.com, password: x}]}}]
+caches: {sessions: {max_entries: 100, max_mib: 1}}
+routes:
+  - {name: a, match: {path: /a}, to: builtin:echo, allow: [{groups: [x]}]}
+`
+	s, err := Parse([]byte(src), "test.yaml", ".", Options{OnSessionCache: m.SessionCache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	sess := &session.Session{ID: "s1", Provider: "dev", Identity: &identity.Identity{Subject: "a"}, ExpiresAt: time.Now().Add(time.Hour)}
+	cookies, err := cookieStore(t, s).Save(ctx, httptest.NewRequest("GET", "/", nil), sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/", nil)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	for range 3 {
+		if _, err := cookieStore(t, s).Load(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]float64{"hits": 2, "misses": 1, "evictions": 0} {
+		if got := plainCounter(t, m, "sekisho_session_cache_"+name+"_total"); got != want {
+			t.Errorf("sekisho_session_cache_%s_total = %v, want %v", name, got, want)
+		}
+	}
 }
