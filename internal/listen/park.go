@@ -290,6 +290,9 @@ func (c *parkConn) Read(p []byte) (int, error) {
 func (c *parkConn) Close() error {
 	c.mu.Lock()
 	parking := c.state == stParking
+	if parking {
+		c.state = stActive // park once, however often net/http closes
+	}
 	dl := c.idleDeadline
 	c.mu.Unlock()
 	if parking {
