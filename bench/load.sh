@@ -264,12 +264,16 @@ scenario_rotation_measure() {
 # each holding $IDLE_CONNS connections opened by bench/idleconns.
 scenario_idle() {
 	scenario_plain
+	# bench/idleconns -gc has sekisho collect garbage before it reads the
+	# memory (through the admin port's pprof), so the figure is what the
+	# idle connections hold, not the garbage of their first requests.
+	SC_PPROF=true
 }
 
 scenario_idle_measure() {
 	local out
 	local sekisho_rss
-	out=$(idleconns "127.0.0.1:$PORT_SEKISHO" "$sekisho_pid" sekisho) || die "idle: no figure for sekisho"
+	out=$(idleconns "127.0.0.1:$PORT_SEKISHO" "$sekisho_pid" sekisho -admin "127.0.0.1:$PORT_ADMIN" -gc) || die "idle: no figure for sekisho"
 	sekisho_rss=$(field rss_kb_per_conn "$out")
 	notes+=("Idle keep-alive connections, sekisho: $(field idle_conns "$out") connections, $sekisho_rss KB RSS and $(field heap_kb_per_conn "$out") KB Go heap per connection.")
 	stop "$sekisho_pid"
@@ -313,13 +317,14 @@ field() {
 	printf '?'
 }
 
-# idleconns ADDR PID NAME holds $IDLE_CONNS connections to ADDR and prints
-# the one line bench/idleconns reports about PID's memory; it fails, with a
-# warning, when bench/idleconns does.
+# idleconns ADDR PID NAME [FLAG...] holds $IDLE_CONNS connections to ADDR and
+# prints the one line bench/idleconns reports about PID's memory; it fails,
+# with a warning, when bench/idleconns does. FLAGs go to bench/idleconns.
 idleconns() {
 	local addr=$1 pid=$2 name=$3 out
+	shift 3
 	log "idle: $IDLE_CONNS keep-alive connections to $name ($addr)"
-	out=$(timeout 600 "$work/idleconns" -addr "$addr" -n "$IDLE_CONNS" -pid "$pid" 2>"$work/idleconns-$name.log") || {
+	out=$(timeout 600 "$work/idleconns" -addr "$addr" -n "$IDLE_CONNS" -pid "$pid" "$@" 2>"$work/idleconns-$name.log") || {
 		tail -n 20 "$work/idleconns-$name.log" >&2 || true
 		warn "idle: bench/idleconns failed against $name (log above)"
 		return 1
@@ -885,13 +890,13 @@ $(http_common proxy)
 # run_scenario runs scenario $sc: its server, its measurement, its row.
 run_scenario() {
 	SC_NAME="sekisho $sc" SC_KIND=gw SC_SEKISHO=0 SC_TOP="" SC_POLICY="" SC_PORT="" SC_PIDS=()
-	SC_HEADERS=() SC_TOKENS="" SC_RELOAD=0 SC_ALLOW_REFUSED=0
+	SC_HEADERS=() SC_TOKENS="" SC_RELOAD=0 SC_ALLOW_REFUSED=0 SC_PPROF=false
 	"scenario_$sc"
 	if ((SC_SEKISHO)); then
 		conf=$work/sekisho-$sc.yaml
 		cat >"$conf" <<-EOF
 			listen: {http: "127.0.0.1:$PORT_SEKISHO"}
-			admin: {listen: "127.0.0.1:$PORT_ADMIN"}
+			admin: {listen: "127.0.0.1:$PORT_ADMIN", pprof: $SC_PPROF}
 			log: {access: false}  # nginx runs with access_log off too
 			$SC_TOP
 			routes:
