@@ -14,6 +14,7 @@ type backend struct {
 	scheme string // scheme of the outbound URL; "" for builtin
 	host   string // host of the outbound URL, as configured
 	rt     http.RoundTripper
+	lean   *leanTransport // plain HTTP/1.1 requests to http backends; nil when off
 
 	fails        atomic.Int64 // consecutive connect failures
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when never ejected or recovered

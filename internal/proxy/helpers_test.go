@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -30,9 +31,17 @@ func mustURL(t testing.TB, s string) *url.URL {
 	return u
 }
 
+// standardOnly runs the pool tests with every request on http.Transport
+// (`go test ./internal/proxy -standard`), to check that the tests hold for
+// both upstream paths.
+var standardOnly = flag.Bool("standard", false, "send every request of the pool tests through http.Transport")
+
 // newPool builds a pool whose logs go to the test output.
-func newPool(t *testing.T, backends []Backend, opts Options) *Pool {
+func newPool(t testing.TB, backends []Backend, opts Options) *Pool {
 	t.Helper()
+	if *standardOnly {
+		opts.StandardTransport = true
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
@@ -45,7 +54,7 @@ func newPool(t *testing.T, backends []Backend, opts Options) *Pool {
 }
 
 // backends turns URLs into weight-1 backends.
-func backends(t *testing.T, urls ...string) []Backend {
+func backends(t testing.TB, urls ...string) []Backend {
 	t.Helper()
 	bs := make([]Backend, len(urls))
 	for i, u := range urls {

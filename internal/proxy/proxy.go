@@ -61,6 +61,10 @@ type Options struct {
 	// OnUpstreamError is called once per failed attempt, for metrics. kind is
 	// "connect", "timeout" or "other".
 	OnUpstreamError func(backend string, kind string)
+	// StandardTransport sends every request through http.Transport, turning
+	// off the lean HTTP/1.1 path for http backends (see lean.go). It exists
+	// to compare the two paths and as an escape hatch.
+	StandardTransport bool
 }
 
 // Limits that keep the precomputed schedule small.
@@ -132,6 +136,9 @@ func New(route string, backends []Backend, opts Options) (*Pool, error) {
 				p.transports = append(p.transports, plain)
 			}
 			b.rt = plain
+			if b.kind == "http" && !opts.StandardTransport {
+				b.lean = newLeanTransport(b.name, opts)
+			}
 		default:
 			b.rt = echo.Transport{}
 		}
@@ -221,7 +228,19 @@ func parseBackend(u *url.URL) (*backend, error) {
 }
 
 // ServeHTTP forwards r to a backend and copies the answer back.
+//
+// The response's Content-Type is the upstream's, or none: the key is
+// present with no value so that net/http does not sniff one from the first
+// bytes written. Left to sniff, a streamed body without a type would get
+// one or not depending on whether ReverseProxy's immediate flush or its
+// first write ran first, and a proxy must not label an upstream's
+// untyped bytes text/html.
 func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := w.Header(); h != nil {
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = nil
+		}
+	}
 	p.proxy.ServeHTTP(w, r)
 }
 
@@ -230,6 +249,11 @@ func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Pool) Close() {
 	for _, t := range p.transports {
 		t.CloseIdleConnections()
+	}
+	for _, b := range p.backends {
+		if b.lean != nil {
+			b.lean.closeIdle(true)
+		}
 	}
 }
 

@@ -45,7 +45,11 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := b.rt.RoundTrip(out)
+		rt := b.rt
+		if b.lean != nil && leanEligible(out) {
+			rt = b.lean
+		}
+		resp, err := rt.RoundTrip(out)
 		if err == nil {
 			p.succeeded(b)
 			return resp, nil
