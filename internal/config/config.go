@@ -453,6 +453,15 @@ func (c *compiler) pool(f *File, r *Route, at []any) *proxy.Pool {
 	if r.Retries != nil {
 		retries = *r.Retries
 	}
+	standard := false
+	switch r.UpstreamTransport {
+	case "", "lean":
+	case "standard":
+		standard = true
+	default:
+		c.addf(append(at, "upstream_transport"), "%q is not an upstream transport: want lean or standard", r.UpstreamTransport)
+		return nil
+	}
 	tlsConf, ok := c.upstreamTLS(r, backends, at)
 	if !ok {
 		return nil
@@ -461,7 +470,8 @@ func (c *compiler) pool(f *File, r *Route, at []any) *proxy.Pool {
 	// a reload: warm upstream connections and passive health state survive.
 	// Upstream TLS files count by content, so a renewed certificate or a
 	// new CA behind the same path builds a new pool.
-	section := poolSection{Route: r.Name, Timeout: r.Timeout, Retries: retries, RewriteHost: r.RewriteHost, TLS: r.UpstreamTLS}
+	section := poolSection{Route: r.Name, Timeout: r.Timeout, Retries: retries, RewriteHost: r.RewriteHost, TLS: r.UpstreamTLS,
+		Standard: standard}
 	var files []string
 	for _, be := range backends {
 		section.Backends = append(section.Backends, backendSection{URL: be.URL.String(), Weight: be.Weight})
@@ -476,12 +486,14 @@ func (c *compiler) pool(f *File, r *Route, at []any) *proxy.Pool {
 			onErr = func(backend, kind string) { c.opts.OnUpstreamError(name, backend, kind) }
 		}
 		p, err := proxy.New(r.Name, backends, proxy.Options{
-			Timeout:         r.Timeout,
-			Retries:         retries,
-			RewriteHost:     r.RewriteHost,
-			TLS:             tlsConf,
-			Logger:          c.opts.Logger,
-			OnUpstreamError: onErr,
+			Timeout:     r.Timeout,
+			Retries:     retries,
+			RewriteHost: r.RewriteHost,
+			TLS:         tlsConf,
+			// The lean path is proxy's default; standard turns it off.
+			StandardTransport: standard,
+			Logger:            c.opts.Logger,
+			OnUpstreamError:   onErr,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -501,6 +513,7 @@ type poolSection struct {
 	Timeout     time.Duration
 	Retries     int
 	RewriteHost bool
+	Standard    bool // upstream_transport: standard
 	Backends    []backendSection
 	TLS         *UpstreamTLS
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sekisho/sekisho/internal/proxy"
 	"github.com/sekisho/sekisho/internal/snapshot"
 	"github.com/sekisho/sekisho/internal/testutil"
 )
@@ -233,6 +234,35 @@ routes:
 	a.Close()
 	if got := closes.take(); len(got) != 1 || got[0] != any(upstream(a, "/b")) {
 		t.Errorf("closing the old snapshot closed %d pools, want only route b's old one", len(got))
+	}
+}
+
+// TestUpstreamTransport: upstream_transport picks the pool's HTTP/1.1
+// client (lean unless standard is named), and changing it on a reload
+// builds a new pool.
+func TestUpstreamTransport(t *testing.T) {
+	pool, _ := newReusePool()
+	load := func(transport string) *proxy.Pool {
+		t.Helper()
+		src := `
+listen: {http: "127.0.0.1:0"}
+routes:
+  - {name: a, match: {path: /a}, to: "http://127.0.0.1:1", public: true` + transport + `}
+`
+		s, err := Parse([]byte(src), "a.yaml", ".", Options{Reuse: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		rt, _, _ := s.Routes.Match("x", "/a", "GET", nil)
+		return rt.Upstream
+	}
+	def, lean, std := load(""), load(", upstream_transport: lean"), load(", upstream_transport: standard")
+	if !def.Lean() || !lean.Lean() || std.Lean() {
+		t.Errorf("lean path: default %v, lean %v, standard %v; want true, true, false", def.Lean(), lean.Lean(), std.Lean())
+	}
+	if std == lean {
+		t.Error("changing upstream_transport kept the pool")
 	}
 }
 

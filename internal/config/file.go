@@ -200,16 +200,20 @@ type Log struct {
 
 // Route is one entry of routes:.
 type Route struct {
-	Name              string        `yaml:"name"`
-	Match             Match         `yaml:"match"`
-	To                Upstreams     `yaml:"to"`
-	Timeout           time.Duration `yaml:"timeout"`
-	Retries           *int          `yaml:"retries"`
-	RewriteHost       bool          `yaml:"rewrite_host"`
-	AllowEncodedSlash bool          `yaml:"allow_encoded_slash"`
-	AllowPathParams   bool          `yaml:"allow_path_params"`
-	Public            bool          `yaml:"public"`
-	PassCredentials   bool          `yaml:"pass_credentials"`
+	Name        string        `yaml:"name"`
+	Match       Match         `yaml:"match"`
+	To          Upstreams     `yaml:"to"`
+	Timeout     time.Duration `yaml:"timeout"`
+	Retries     *int          `yaml:"retries"`
+	RewriteHost bool          `yaml:"rewrite_host"`
+	// UpstreamTransport picks the HTTP/1.1 client for http:// upstreams:
+	// "lean" (default) or "standard" (Go's http.Transport), an escape hatch
+	// should an upstream depend on something only the standard one does.
+	UpstreamTransport string `yaml:"upstream_transport"`
+	AllowEncodedSlash bool   `yaml:"allow_encoded_slash"`
+	AllowPathParams   bool   `yaml:"allow_path_params"`
+	Public            bool   `yaml:"public"`
+	PassCredentials   bool   `yaml:"pass_credentials"`
 	// UpstreamTLS verifies https upstreams against a private CA and/or
 	// presents a client certificate to them (mTLS).
 	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`

@@ -244,6 +244,18 @@ func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.proxy.ServeHTTP(w, r)
 }
 
+// Lean reports whether the pool's http:// backends take the lean HTTP/1.1
+// path, so that the configuration can be checked to have chosen the client
+// that `upstream_transport` names.
+func (p *Pool) Lean() bool {
+	for _, b := range p.backends {
+		if b.lean != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Close releases idle upstream connections once a config snapshot is retired.
 // Requests in flight finish on their own connections.
 func (p *Pool) Close() {
