@@ -326,7 +326,8 @@ func (t *leanTransport) roundTrip(ctx context.Context, c *leanConn, req *http.Re
 			return fail(err)
 		}
 		// The upstream may have answered and closed before reading the
-		// whole body; http.Transport then returns that answer.
+		// whole body: pass its answer on. (http.Transport does when its
+		// read loop wins the race with the write error.)
 		resp, rerr := t.readResponse(ctx, c, req)
 		if rerr != nil {
 			return fail(fmt.Errorf("write request: %w", err))
