@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -84,9 +85,26 @@ type leanConn struct {
 	idleAt    time.Time
 	reused    bool
 	abort     func() // closes conn when the request's context ends
+	guard     bool   // writing a request body: check for an early answer when writes stall
 	peek      func(fd uintptr) bool
-	peekDead  bool
+	peekState int // of the last peek: peekNothing, peekClosed or peekData
+	peekN     int
+	peekBuf   [12]byte // "HTTP/1.1 200": enough to tell an interim answer from a final one
 }
+
+const (
+	peekNothing = iota // nothing to read (or no way to peek)
+	peekClosed         // the upstream closed, or the connection failed
+	peekData           // bytes are waiting: peekBuf[:peekN] holds the first
+)
+
+// leanStallCheck is how long a write of a request body may block before
+// the connection is checked for an early answer.
+const leanStallCheck = 250 * time.Millisecond
+
+// errAnsweredEarly stops a request body when the upstream has answered
+// (with a final status) before reading it all.
+var errAnsweredEarly = errors.New("the upstream answered before reading the whole request body")
 
 func (c *leanConn) Read(p []byte) (int, error) {
 	if c.readLimit <= 0 {
@@ -100,13 +118,55 @@ func (c *leanConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write writes p to the upstream. While a body is written (guard), a write
+// that blocks for leanStallCheck looks whether the upstream has already
+// answered: an upstream that answers without reading the body, and neither
+// reads nor closes, would otherwise hold the request forever, where
+// http.Transport's read loop passes the answer on.
 func (c *leanConn) Write(p []byte) (int, error) {
-	n, err := c.conn.Write(p)
-	c.nwrite += int64(n)
-	if err != nil && c.writeErr == nil {
+	written := 0
+	for {
+		if c.guard {
+			if err := c.conn.SetWriteDeadline(c.t.now().Add(leanStallCheck)); err != nil {
+				return written, c.failWrite(err)
+			}
+		}
+		n, err := c.conn.Write(p[written:])
+		written += n
+		c.nwrite += int64(n)
+		switch {
+		case err == nil:
+			return written, nil
+		case !c.guard || !errors.Is(err, os.ErrDeadlineExceeded):
+			return written, c.failWrite(err)
+		case c.answered():
+			return written, c.failWrite(errAnsweredEarly)
+		}
+	}
+}
+
+func (c *leanConn) failWrite(err error) error {
+	if c.writeErr == nil {
 		c.writeErr = err
 	}
-	return n, err
+	return err
+}
+
+// answered reports whether the upstream has sent the start of a final
+// answer (or closed). An interim 1xx answer does not count: the upstream
+// may still want the rest of the body.
+func (c *leanConn) answered() bool {
+	if c.raw == nil || c.raw.Read(c.peek) != nil {
+		return false
+	}
+	switch c.peekState {
+	case peekClosed:
+		return true
+	case peekData:
+		b := c.peekBuf[:c.peekN]
+		return len(b) >= 10 && string(b[:5]) == "HTTP/" && b[9] != '1'
+	}
+	return false
 }
 
 // ReadFrom copies a large request body through a pooled 32 KiB buffer
@@ -188,11 +248,10 @@ func (c *leanConn) alive() bool {
 	if c.raw == nil {
 		return true
 	}
-	c.peekDead = false
 	if err := c.raw.Read(c.peek); err != nil {
 		return false
 	}
-	return !c.peekDead
+	return c.peekState == peekNothing
 }
 
 // put keeps c for reuse, or closes it when the stack is full or the pool
@@ -311,9 +370,16 @@ func (t *leanTransport) roundTrip(ctx context.Context, c *leanConn, req *http.Re
 		return nil, err, retry
 	}
 
+	c.guard = outgoingLength(req) != 0
 	err := req.Write(c.bw)
 	if err == nil {
 		err = c.bw.Flush()
+	}
+	if c.guard {
+		c.guard = false
+		if derr := c.conn.SetWriteDeadline(time.Time{}); err == nil && derr != nil {
+			err = c.failWrite(derr)
+		}
 	}
 	if err != nil {
 		if c.writeErr == nil {

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -361,5 +363,78 @@ func TestAnswerBeforeBodyThenReset(t *testing.T) {
 	}
 	if got := errs.get(); len(got) != 0 {
 		t.Errorf("upstream errors reported: %q", got)
+	}
+}
+
+// TestEarlyAnswerWhileBodyStalls: an upstream that answers after reading
+// only the request head and then neither reads nor closes gets its answer
+// passed on, on both paths; an interim 100 Continue sent early does not
+// cut the body short.
+func TestEarlyAnswerWhileBodyStalls(t *testing.T) {
+	tests := []struct {
+		name  string
+		serve func(c net.Conn, br *bufio.Reader, req *http.Request)
+		want  string
+	}{
+		{
+			name: "final answer, body never read",
+			serve: func(c net.Conn, _ *bufio.Reader, _ *http.Request) {
+				_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+			},
+			want: "413 big!",
+		},
+		{
+			name: "interim answer, then the body is read",
+			serve: func(c net.Conn, _ *bufio.Reader, req *http.Request) {
+				_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+				// Stall the proxy's body write past its check interval:
+				// this creates the condition under test, it does not wait
+				// for anything.
+				time.Sleep(3 * leanStallCheck)
+				n, _ := io.Copy(io.Discard, req.Body)
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(strconv.FormatInt(n, 10)), n)
+			},
+			want: "200 " + strconv.Itoa(32<<20),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						br := bufio.NewReader(c)
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							return
+						}
+						tt.serve(c, br, req)
+						<-done // hold the connection open, unread
+					}()
+				}
+			}()
+			gw := gateway(t, newPool(t, backends(t, "http://"+l.Addr().String()), Options{Timeout: 20 * time.Second}))
+			t.Cleanup(func() { close(done) })                 // first: frees the gateway's handler after a failure
+			client := &http.Client{Timeout: 15 * time.Second} // a failure, not a hang
+			resp, err := client.Post(gw.URL+"/upload", "application/octet-stream", strings.NewReader(strings.Repeat("x", 32<<20)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := strconv.Itoa(resp.StatusCode) + " " + string(body); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

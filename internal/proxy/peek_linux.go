@@ -2,16 +2,19 @@ package proxy
 
 import "syscall"
 
-// peekFD runs inside RawConn.Read on an idle connection: a non-blocking
-// peek that sees the upstream's close (0 bytes) or unsolicited data, either
-// of which makes the connection unusable. EAGAIN is the healthy answer.
+// peekFD runs inside RawConn.Read: a non-blocking peek at what the
+// upstream has sent. On an idle connection anything but nothing (EAGAIN)
+// makes it unusable: the upstream's close, or data nobody asked for. While
+// a body is written, the first bytes tell whether a final answer came.
 func (c *leanConn) peekFD(fd uintptr) bool {
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	n, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:
-	case err != nil, n >= 0:
-		c.peekDead = true
+		c.peekState = peekNothing
+	case err != nil || n <= 0:
+		c.peekState = peekClosed
+	default:
+		c.peekState, c.peekN = peekData, n
 	}
 	return true
 }

@@ -3,5 +3,9 @@
 package proxy
 
 // peekFD cannot peek without blocking here: an idle connection is taken as
-// alive, and a request it fails is retried as net/http retries it.
-func (c *leanConn) peekFD(uintptr) bool { return true }
+// alive, and a request it fails is retried as net/http retries it; a body
+// write that stalls is not cut short by an early answer.
+func (c *leanConn) peekFD(uintptr) bool {
+	c.peekState = peekNothing
+	return true
+}
