@@ -48,7 +48,7 @@ func main() {
 	parallel := flag.Int("parallel", 32, "connections opened at once")
 	hold := flag.Duration("hold", 0, "keep the connections open this long after measuring (to look at the server by hand)")
 	verbose := flag.Bool("v", false, "also print the raw figures on stderr")
-	gc := flag.Bool("gc", false, "before each measurement, have the server collect garbage (GET -admin's /debug/pprof/heap?gc=1: needs admin.pprof) twice, and wait 3s for it to return freed memory, so that the figures are what the connections hold rather than garbage not yet collected")
+	gc := flag.Bool("gc", false, "before each measurement, have the server collect garbage (GET -admin's /debug/pprof/heap?gc=1: needs admin.pprof) twice, and wait until its resident set holds still (at most 90s) for it to return freed memory, so that the figures are what the connections hold rather than garbage not yet collected")
 	flag.Parse()
 	if *pid <= 0 || *n <= 0 {
 		fmt.Fprintln(os.Stderr, "idleconns: -pid and a positive -n are required")
@@ -220,9 +220,14 @@ func (m *meter) read() (sample, error) {
 				return s, fmt.Errorf("-gc: %w (is admin.pprof on?)", err)
 			}
 		}
-		time.Sleep(3 * time.Second) // the scavenger returns freed pages in the background
-	}
-	if s.rss, err = vmRSS(m.pid); err != nil {
+		// The scavenger returns freed pages in the background, at its own
+		// pace: wait until the resident set holds still, so the figure
+		// is what the process keeps, not when it got round to returning
+		// the rest.
+		if s.rss, err = settledRSS(m.pid, 3*time.Second, 90*time.Second); err != nil {
+			return s, err
+		}
+	} else if s.rss, err = vmRSS(m.pid); err != nil {
 		return s, err
 	}
 	if m.admin == "" {
@@ -234,6 +239,27 @@ func (m *meter) read() (sample, error) {
 	}
 	s.heap, s.stack = v[0], v[1]
 	return s, nil
+}
+
+// settledRSS reads pid's resident set until it changed by less than 1%
+// over the last step, or until limit, and returns the last reading.
+func settledRSS(pid int, step, limit time.Duration) (int64, error) {
+	prev, err := vmRSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	for end := time.Now().Add(limit); time.Now().Before(end); {
+		time.Sleep(step) // polling a process that cannot signal us: the wait is the measurement
+		cur, err := vmRSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		if d := prev - cur; d < prev/100 && -d < prev/100 {
+			return cur, nil
+		}
+		prev = cur
+	}
+	return prev, nil
 }
 
 // vmRSS is the process's resident set in bytes.
