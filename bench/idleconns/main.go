@@ -224,7 +224,8 @@ func (m *meter) read() (sample, error) {
 		// pace: wait until the resident set holds still, so the figure
 		// is what the process keeps, not when it got round to returning
 		// the rest.
-		if s.rss, err = settledRSS(m.pid, 3*time.Second, 90*time.Second); err != nil {
+		// A step longer than sekisho's 5 s memory check (serve/trim.go).
+		if s.rss, err = settledRSS(m.pid, 6*time.Second, 90*time.Second); err != nil {
 			return s, err
 		}
 	} else if s.rss, err = vmRSS(m.pid); err != nil {

@@ -275,6 +275,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	inst.serving.Store(true)
+	go trimMemory(ctx)
 	stopWatch := inst.watch(ctx)
 	defer stopWatch()
 	if opts.Started != nil {
