@@ -33,6 +33,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// parkedServer starts a plain listener that parks connections idle for a
+// moment, serving echoPath, and dials it; the connection is closed when
+// the test ends.
+func parkedServer(t *testing.T) (*Server, net.Conn) {
+	t.Helper()
+	shortPark(t)
+	s := start(t, Config{HTTP: "127.0.0.1:0"}, http.HandlerFunc(echoPath))
+	conn, err := net.Dial("tcp", s.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return s, conn
+}
+
 func echoPath(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, body)
@@ -65,13 +80,7 @@ func readBody(t *testing.T, br *bufio.Reader) string {
 // taken from net/http (its goroutine ends) and its next requests, plain
 // or with a body, are answered on the same connection.
 func TestIdleConnectionParksAndServesAgain(t *testing.T) {
-	shortPark(t)
-	s := start(t, Config{HTTP: "127.0.0.1:0"}, http.HandlerFunc(echoPath))
-	conn, err := net.Dial("tcp", s.HTTPAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	s, conn := parkedServer(t)
 	br := bufio.NewReader(conn)
 	for i := range 3 {
 		if got := get(t, conn, br, fmt.Sprint("/", i)); got != fmt.Sprintf("GET /%d ", i) {
@@ -120,13 +129,7 @@ func TestParkingFreesTheConnectionGoroutine(t *testing.T) {
 // the previous one is buffered inside net/http; that connection must not
 // be parked (it would lose it).
 func TestPipelinedRequestsAreNotLost(t *testing.T) {
-	shortPark(t)
-	s := start(t, Config{HTTP: "127.0.0.1:0"}, http.HandlerFunc(echoPath))
-	conn, err := net.Dial("tcp", s.HTTPAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, conn := parkedServer(t)
 	br := bufio.NewReader(conn)
 	if _, err := io.WriteString(conn, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGE"); err != nil {
 		t.Fatal(err)
