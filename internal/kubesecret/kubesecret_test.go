@@ -79,16 +79,10 @@ func newMaterializer(t *testing.T, cfg *rest.Config, logs *testutil.SyncBuffer) 
 	return m
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or 10s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, what, cond)
 }
 
 func readFile(t *testing.T, path string) string {

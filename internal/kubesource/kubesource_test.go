@@ -159,7 +159,7 @@ func TestSource(t *testing.T) {
 			t.Fatalf("routes = %v", got)
 		}
 		obj := kubesourcetest.ApplyRoute(t, c, "ns-a", "api", `{match: {host: x.test, path: /api}, to: "service/api:8080", public: true}`)
-		kubesourcetest.Eventually(t, 5*time.Second, "the change is reported", func() bool { return calls.Load() > 0 })
+		testutil.Eventually(t, 5*time.Second, "the change is reported", func() bool { return calls.Load() > 0 })
 		var got config.ResourceRoute
 		for _, r := range s.Routes() {
 			if r.Key() == "ns-a/api" {
@@ -191,10 +191,10 @@ func TestSource(t *testing.T) {
 		before := calls.Load()
 		label("sel-off", `"enabled"`)
 		label("sel-on", "null")
-		kubesourcetest.Eventually(t, 5*time.Second, "sel-off's route is read and sel-on's dropped", func() bool {
+		testutil.Eventually(t, 5*time.Second, "sel-off's route is read and sel-on's dropped", func() bool {
 			return slices.Equal(keys(s.Routes(), "sel-"), []string{"sel-off/web"})
 		})
-		kubesourcetest.Eventually(t, 5*time.Second, "the change is reported", func() bool { return calls.Load() > before })
+		testutil.Eventually(t, 5*time.Second, "the change is reported", func() bool { return calls.Load() > before })
 	})
 
 	t.Run("status", func(t *testing.T) {
@@ -202,14 +202,14 @@ func TestSource(t *testing.T) {
 		kubesourcetest.ApplyRoute(t, c, "st", "good", spec)
 		kubesourcetest.ApplyRoute(t, c, "st", "bad", `{match: {host: x.test, path: /y}, to: "service/web:80", allow: [{when: "nope"}]}`)
 		s, calls := start(t, c.AdminConfig(), config.KubeResources{Namespaces: []string{"st"}, LeaderElection: config.LeaderElection{Name: "status"}}, Options{})
-		kubesourcetest.Eventually(t, 10*time.Second, "the source leads", s.Leader)
+		testutil.Eventually(t, 10*time.Second, "the source leads", s.Leader)
 		changes := s.changes.Load()
 		s.Report([]snapshot.ResourceStatus{
 			{Namespace: "st", Name: "good", Generation: 1, Accepted: true, Reason: kubeapi.ReasonAccepted, Message: "served as route st/good"},
 			{Namespace: "st", Name: "bad", Generation: 1, Reason: kubeapi.ReasonInvalid, Message: "spec.allow[0].when: undeclared reference to 'nope'"},
 			{Namespace: "st", Name: "deleted", Generation: 1, Accepted: true, Reason: kubeapi.ReasonAccepted},
 		})
-		kubesourcetest.Eventually(t, 5*time.Second, "both statuses are written", func() bool {
+		testutil.Eventually(t, 5*time.Second, "both statuses are written", func() bool {
 			g, _ := kubesourcetest.Accepted(t, c, "st", "good")
 			b, _ := kubesourcetest.Accepted(t, c, "st", "bad")
 			return g != nil && b != nil
@@ -222,13 +222,13 @@ func TestSource(t *testing.T) {
 		if first.Status != metav1.ConditionTrue || first.Reason != "Accepted" {
 			t.Errorf("good: %+v", first)
 		}
-		kubesourcetest.Eventually(t, 5*time.Second, "an Event for each", func() bool {
+		testutil.Eventually(t, 5*time.Second, "an Event for each", func() bool {
 			return slices.Equal(kubesourcetest.Events(t, c, "st", "bad"), []string{"Warning Invalid: spec.allow[0].when: undeclared reference to 'nope'"}) &&
 				slices.Equal(kubesourcetest.Events(t, c, "st", "good"), []string{"Normal Accepted: served as route st/good"})
 		})
 		// The status is in the cache: another pass writes nothing, and
 		// the status writes started no compile.
-		kubesourcetest.Eventually(t, 5*time.Second, "the cache has both statuses", func() bool {
+		testutil.Eventually(t, 5*time.Second, "the cache has both statuses", func() bool {
 			for _, name := range []string{"good", "bad"} {
 				if _, ok := s.object("st", name).Object["status"]; !ok {
 					return false
@@ -247,13 +247,13 @@ func TestSource(t *testing.T) {
 		// A new generation, still accepted: observedGeneration follows,
 		// the transition time and the Events stay.
 		kubesourcetest.ApplyRoute(t, c, "st", "good", `{match: {host: x.test, path: /x}, to: "service/web:80", allow: [{users: [ann]}]}`)
-		kubesourcetest.Eventually(t, 5*time.Second, "the spec change is reported", func() bool { return calls.Load() == 1 })
-		kubesourcetest.Eventually(t, 5*time.Second, "the cache has generation 2", func() bool { return s.object("st", "good").GetGeneration() == 2 })
+		testutil.Eventually(t, 5*time.Second, "the spec change is reported", func() bool { return calls.Load() == 1 })
+		testutil.Eventually(t, 5*time.Second, "the cache has generation 2", func() bool { return s.object("st", "good").GetGeneration() == 2 })
 		s.Report([]snapshot.ResourceStatus{
 			{Namespace: "st", Name: "good", Generation: 2, Accepted: true, Reason: kubeapi.ReasonAccepted, Message: "served as route st/good"},
 			{Namespace: "st", Name: "bad", Generation: 1, Reason: kubeapi.ReasonInvalid, Message: "spec.allow[0].when: undeclared reference to 'nope'"},
 		})
-		kubesourcetest.Eventually(t, 5*time.Second, "observedGeneration 2", func() bool {
+		testutil.Eventually(t, 5*time.Second, "observedGeneration 2", func() bool {
 			_, gen := kubesourcetest.Accepted(t, c, "st", "good")
 			return gen == 2
 		})
@@ -270,7 +270,7 @@ func TestSource(t *testing.T) {
 			[]byte(`{"status":{"conditions":null,"observedGeneration":7}}`), metav1.PatchOptions{}, "status"); err != nil {
 			t.Fatal(err)
 		}
-		kubesourcetest.Eventually(t, 5*time.Second, "the status is written again", func() bool {
+		testutil.Eventually(t, 5*time.Second, "the status is written again", func() bool {
 			cond, gen := kubesourcetest.Accepted(t, c, "st", "bad")
 			return cond != nil && cond.Reason == "Invalid" && gen == 1
 		})
@@ -282,7 +282,7 @@ func TestSource(t *testing.T) {
 		for range 50 {
 			s.changed()
 		}
-		kubesourcetest.Eventually(t, 5*time.Second, "one compile", func() bool { return !s.pending() && calls.Load() > 0 })
+		testutil.Eventually(t, 5*time.Second, "one compile", func() bool { return !s.pending() && calls.Load() > 0 })
 		if n := calls.Load(); n != 1 {
 			t.Errorf("50 changes made %d compiles", n)
 		}
@@ -320,8 +320,8 @@ func TestSource(t *testing.T) {
 		if err := c.Client().CoordinationV1().Leases("leases").Delete(t.Context(), "held", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		kubesourcetest.Eventually(t, 10*time.Second, "one replica leads", func() bool { return sources[0].Leader() || sources[1].Leader() })
-		kubesourcetest.Eventually(t, 5*time.Second, "the new leader writes the status", func() bool {
+		testutil.Eventually(t, 10*time.Second, "one replica leads", func() bool { return sources[0].Leader() || sources[1].Leader() })
+		testutil.Eventually(t, 5*time.Second, "the new leader writes the status", func() bool {
 			cond, _ := kubesourcetest.Accepted(t, c, "le", "web")
 			return cond != nil && cond.Message == "ok"
 		})
@@ -334,7 +334,7 @@ func TestSource(t *testing.T) {
 		}
 		// The leader stops and gives the Lease up: the other takes over.
 		leader.Stop()
-		kubesourcetest.Eventually(t, 10*time.Second, "the other replica takes over", follower.Leader)
+		testutil.Eventually(t, 10*time.Second, "the other replica takes over", follower.Leader)
 		l, err := c.Client().CoordinationV1().Leases("leases").Get(t.Context(), "held", metav1.GetOptions{})
 		if err != nil || *l.Spec.HolderIdentity != follower.Identity() {
 			t.Fatalf("lease: %v %v", l, err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // shortPark makes connections park after 50ms for the test's length.
@@ -24,13 +26,7 @@ func shortPark(t *testing.T) {
 // waitFor polls cond until it holds or 5s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling another goroutine's state
-	}
+	testutil.Eventually(t, 5*time.Second, what, cond)
 }
 
 // parkedServer starts a plain listener that parks connections idle for a

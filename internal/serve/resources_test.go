@@ -130,7 +130,7 @@ func getHost(t *testing.T, inst *Instance, host, path string) (int, string) {
 func serves(t *testing.T, within time.Duration, path string, code int, body string, replicas ...*Instance) {
 	t.Helper()
 	for i, inst := range replicas {
-		kubesourcetest.Eventually(t, within, fmt.Sprintf("replica %d: GET %s → %d %q", i, path, code, body), func() bool {
+		testutil.Eventually(t, within, fmt.Sprintf("replica %d: GET %s → %d %q", i, path, code, body), func() bool {
 			c, b := get(t, inst, path)
 			return c == code && (body == "" || b == body)
 		})
@@ -295,11 +295,11 @@ kube:
 
 	t.Run("invalid", func(t *testing.T) {
 		kubesourcetest.ApplyRoute(t, c, "team-b", "bad", `{match: {host: app.test, path: /bad}, to: "`+two+`", allow: [{when: "identity.nope == 1"}]}`)
-		kubesourcetest.Eventually(t, 10*time.Second, "status Invalid", func() bool {
+		testutil.Eventually(t, 10*time.Second, "status Invalid", func() bool {
 			cond, _ := kubesourcetest.Accepted(t, c, "team-b", "bad")
 			return cond != nil && cond.Status == "False" && cond.Reason == "Invalid" && strings.HasPrefix(cond.Message, "spec.allow[0].when: ") && strings.Contains(cond.Message, "undefined field 'nope'")
 		})
-		kubesourcetest.Eventually(t, 5*time.Second, "a Warning Event", func() bool {
+		testutil.Eventually(t, 5*time.Second, "a Warning Event", func() bool {
 			ev := kubesourcetest.Events(t, c, "team-b", "bad")
 			return len(ev) == 1 && strings.HasPrefix(ev[0], "Warning Invalid: spec.allow[0].when: ")
 		})
@@ -314,7 +314,7 @@ kube:
 		kubesourcetest.ApplyRoute(t, c, "team-b", "web", route("/web", two))
 		kubesourcetest.ApplyRoute(t, c, "team-b", "health", route("/healthz", two))
 		for _, tt := range []struct{ name, winner string }{{"web", `route "team-a/web"`}, {"health", `route "health"`}} {
-			kubesourcetest.Eventually(t, 10*time.Second, "team-b/"+tt.name+" Conflicted naming "+tt.winner, func() bool {
+			testutil.Eventually(t, 10*time.Second, "team-b/"+tt.name+" Conflicted naming "+tt.winner, func() bool {
 				cond, _ := kubesourcetest.Accepted(t, c, "team-b", tt.name)
 				return cond != nil && cond.Reason == "Conflicted" && strings.Contains(cond.Message, tt.winner)
 			})
@@ -336,7 +336,7 @@ kube:
 	t.Run("host of another namespace", func(t *testing.T) {
 		kubesourcetest.ApplyRoute(t, c, "team-a", "own", `{match: {host: a.test, path_prefix: /}, to: "`+one+`", public: true}`)
 		kubesourcetest.ApplyRoute(t, c, "team-b", "steal", `{match: {host: a.test, path_prefix: /login/}, to: "`+two+`", public: true, pass_credentials: true}`)
-		kubesourcetest.Eventually(t, 10*time.Second, "team-b/steal Conflicted", func() bool {
+		testutil.Eventually(t, 10*time.Second, "team-b/steal Conflicted", func() bool {
 			cond, _ := kubesourcetest.Accepted(t, c, "team-b", "steal")
 			return cond != nil && cond.Reason == "Conflicted" && strings.Contains(cond.Message, `host "a.test" belongs to namespace team-a`)
 		})
@@ -375,12 +375,12 @@ kube:
 		// Well before the Lease (15 s) would expire: the leader gave it up
 		// on its way out.
 		stopLeader()
-		kubesourcetest.Eventually(t, 8*time.Second, "the other replica takes over", func() bool {
+		testutil.Eventually(t, 8*time.Second, "the other replica takes over", func() bool {
 			return kubeGauge(t, follower.Metrics, "sekisho_kube_status_leader", "") == 1
 		})
 		kubesourcetest.ApplyRoute(t, c, "team-a", "later", route("/later", one))
 		serves(t, time.Second, "/later", http.StatusOK, "one", follower)
-		kubesourcetest.Eventually(t, 5*time.Second, "the new leader writes status", func() bool {
+		testutil.Eventually(t, 5*time.Second, "the new leader writes status", func() bool {
 			cond, _ := kubesourcetest.Accepted(t, c, "team-a", "later")
 			return cond != nil && cond.Status == "True"
 		})

@@ -87,3 +87,17 @@ func FreeAddr(t testing.TB) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// Eventually polls cond every 10 ms until it holds, failing t with what
+// after timeout: for state another goroutine or process changes and
+// nothing signals (a server's status write, a watch, a parked socket).
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling state nothing signals
+	}
+}

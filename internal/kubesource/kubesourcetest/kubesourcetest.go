@@ -26,6 +26,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/kubeapi"
 	"github.com/sekisho/sekisho/internal/kubetest"
+	"github.com/sekisho/sekisho/internal/testutil"
 	"github.com/sekisho/sekisho/internal/toolbin"
 )
 
@@ -64,7 +65,7 @@ func InstallRouteCRD(t testing.TB, c *kubetest.Cluster) {
 		}
 	}
 	dyn := Dynamic(t, c)
-	Eventually(t, 30*time.Second, "the Route resource is served", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the Route resource is served", func() bool {
 		_, err := dyn.Resource(kubeapi.Routes).List(t.Context(), metav1.ListOptions{Limit: 1})
 		return err == nil
 	})
@@ -78,21 +79,6 @@ func Dynamic(t testing.TB, c *kubetest.Cluster) dynamic.Interface {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// Eventually polls cond every 20 ms until it holds, failing t with what
-// after timeout.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", timeout, what)
-		}
-		<-tick.C
-	}
 }
 
 // Namespace creates namespace ns with labels unless it exists.
